@@ -1,0 +1,283 @@
+//! The run loop: wires the pipeline, signalling and RTC drivers to the session core.
+//!
+//! One task owns the [`Session`], both [`Peer`]s and the signalling link. It waits for the
+//! next thing to happen (a signal message, a datagram, a pipeline event, a frame, a timer, a
+//! stop request), feeds it to the core or the peers, then carries out the core's actions.
+//! Nothing here decides anything the core could decide.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::cli::Config;
+use crate::error::{Error, Result};
+use crate::media::{Frame, PipelineEvent};
+use crate::pipeline::{self, Pipeline};
+use crate::rtc::{Datagram, Peer, PeerEvent};
+use crate::session::{Action, Input, Pc, Session, SessionConfig, StopSource};
+use crate::signal::{self, SignalEvent, SignalLink};
+
+/// How long we give the WebSocket to flush our leave before the process ends.
+const LEAVE_FLUSH: Duration = Duration::from_millis(500);
+
+/// Print the pipeline's outputs (`--dry-run`).
+pub fn dry_run(config: &Config) -> Result<()> {
+    let outputs = pipeline::discover(&config.pipeline, Duration::from_secs(5))?;
+    for o in &outputs {
+        println!("{}", pipeline::describe(o));
+    }
+    Ok(())
+}
+
+/// Maps buffer running time to RTP time and wallclock, one mapping for every track so that
+/// audio and video stay in sync.
+struct Clock {
+    base: Option<Instant>,
+}
+
+impl Clock {
+    fn wallclock(&mut self, now: Instant, running_time: Duration) -> Instant {
+        let base = *self.base.get_or_insert_with(|| now.checked_sub(running_time).unwrap_or(now));
+        base + running_time
+    }
+}
+
+/// Run until the session ends. Returns the session's result.
+pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> Result<()> {
+    let mut stops = stops;
+    let credentials = config
+        .credentials
+        .clone()
+        .ok_or_else(|| Error::Usage("no credentials".into()))?;
+    let mut pipeline = Pipeline::new(&config.pipeline)?;
+    for o in pipeline.outputs() {
+        tracing::info!("output {}", pipeline::describe(&o));
+    }
+
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<PipelineEvent>();
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(256);
+    // The pipeline and the connection start together: neither waits for the other.
+    pipeline.start(control_tx, frames_tx)?;
+
+    let token = credentials.token()?;
+    let url = config.url.clone();
+    let mut connecting = Some(tokio::spawn(async move { signal::connect(&url, &token, None).await }));
+
+    let start = Instant::now();
+    let mut session = Session::new(
+        SessionConfig { publish_delay: config.delay },
+        start,
+        rand::random::<u64>() & 0xFFFF_FFFF_FFFF,
+    );
+    let (dgram_tx, mut dgram_rx) = mpsc::channel::<Datagram>(1024);
+    let mut link: Option<SignalLink> = None;
+    let mut publisher: Option<Peer> = None;
+    let mut subscriber: Option<Peer> = None;
+    let mut clock = Clock { base: None };
+    let mut peer_events = Vec::new();
+
+    loop {
+        // Carry out what the core decided.
+        while let Some(action) = session.poll_action() {
+            let now = Instant::now();
+            match action {
+                Action::Signal(msg) => {
+                    if let Some(l) = &link {
+                        l.send(msg);
+                    }
+                }
+                Action::CreateOffer(changes) => {
+                    if publisher.is_none() {
+                        match Peer::new(Pc::Publisher, now, dgram_tx.clone()).await {
+                            Ok(p) => publisher = Some(p),
+                            Err(e) => {
+                                session.handle(now, Input::RtcFailed(format!("cannot open UDP sockets: {e}")));
+                                continue;
+                            }
+                        }
+                    }
+                    let p = publisher.as_mut().expect("created just above");
+                    let input = match p.create_offer(now, &changes) {
+                        Ok((sdp, mids)) => Input::OfferCreated { sdp, mids },
+                        Err(e) => Input::RtcFailed(e),
+                    };
+                    session.handle(now, input);
+                }
+                Action::ApplyAnswer(sdp) => {
+                    if let Some(p) = publisher.as_mut() {
+                        if let Err(e) = p.accept_answer(now, &sdp) {
+                            session.handle(now, Input::RtcFailed(e));
+                        }
+                    }
+                }
+                Action::AnswerSubscriberOffer { sdp, id } => {
+                    if subscriber.is_none() {
+                        match Peer::new(Pc::Subscriber, now, dgram_tx.clone()).await {
+                            Ok(p) => subscriber = Some(p),
+                            Err(e) => {
+                                session.handle(now, Input::RtcFailed(format!("cannot open UDP sockets: {e}")));
+                                continue;
+                            }
+                        }
+                    }
+                    let s = subscriber.as_mut().expect("created just above");
+                    let input = match s.accept_offer(now, &sdp) {
+                        Ok(answer) => Input::AnswerCreated { sdp: answer, id },
+                        Err(e) => Input::RtcFailed(e),
+                    };
+                    session.handle(now, input);
+                }
+                Action::AddRemoteCandidate(pc, json) => {
+                    let peer = match pc {
+                        Pc::Publisher => publisher.as_mut(),
+                        Pc::Subscriber => subscriber.as_mut(),
+                    };
+                    if let Some(p) = peer {
+                        p.add_remote_candidate(now, &json);
+                    }
+                }
+                Action::RequestKeyframe(id) => pipeline.request_keyframe(id),
+                Action::TrackLive { output, sid } => tracing::info!("output {output} is live as track {sid}"),
+                Action::TrackEnded { output } => tracing::info!("output {output} ended; its track is unpublished"),
+                Action::StopPipeline => tokio::task::block_in_place(|| pipeline.stop()),
+                Action::Exit(result) => {
+                    if let Some(l) = link.take() {
+                        l.close();
+                        // Let the writer flush our leave; the server closes after it.
+                        let mut events = l.events;
+                        let _ = tokio::time::timeout(LEAVE_FLUSH, async {
+                            while let Some(ev) = events.recv().await {
+                                if matches!(ev, SignalEvent::Closed(_)) {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
+                    }
+                    if let Some(c) = connecting.take() {
+                        c.abort();
+                    }
+                    tokio::task::block_in_place(|| pipeline.stop());
+                    let dropped = pipeline.dropped_frames();
+                    if dropped > 0 {
+                        tracing::debug!(dropped, "frames dropped because the network side fell behind");
+                    }
+                    return result;
+                }
+            }
+        }
+
+        // Deliver peer events gathered while draining.
+        for ev in peer_events.drain(..) {
+            let now = Instant::now();
+            let (pc, ev) = ev;
+            let input = match ev {
+                PeerEvent::Connected => Input::Connected(pc),
+                PeerEvent::Disconnected => {
+                    tracing::debug!(?pc, "ICE disconnected");
+                    continue;
+                }
+                PeerEvent::Closed => Input::Disconnected(pc),
+                PeerEvent::KeyframeRequest(mid) => Input::KeyframeRequest { mid },
+            };
+            session.handle(now, input);
+        }
+        if session.poll_action_pending() {
+            continue;
+        }
+
+        let deadline = [
+            Some(session.next_deadline()),
+            publisher.as_ref().map(Peer::next_timeout),
+            subscriber.as_ref().map(Peer::next_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
+
+        tokio::select! {
+            biased;
+            stop = stops.recv() => {
+                if let Some(source) = stop {
+                    session.handle(Instant::now(), Input::Stop(source));
+                }
+            }
+            res = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
+                connecting = None;
+                let now = Instant::now();
+                match res {
+                    Ok(Ok(l)) => {
+                        tracing::info!("connected to {}", config.url.host_str().unwrap_or("the server"));
+                        link = Some(l);
+                        session.handle(now, Input::SignalConnected);
+                    }
+                    Ok(Err(e)) => session.handle(now, Input::SignalConnectFailed(e)),
+                    Err(e) => session.handle(now, Input::SignalConnectFailed(Error::Runtime(format!("connect task failed: {e}")))),
+                }
+            }
+            ev = async { link.as_mut().expect("guarded").events.recv().await }, if link.is_some() => {
+                let now = Instant::now();
+                match ev {
+                    Some(SignalEvent::Message(m)) => session.handle(now, Input::Signal(m)),
+                    Some(SignalEvent::Closed(why)) => {
+                        link = None;
+                        session.handle(now, Input::SignalClosed(why));
+                    }
+                    None => {
+                        link = None;
+                        session.handle(now, Input::SignalClosed("connection closed".into()));
+                    }
+                }
+            }
+            ev = control_rx.recv() => {
+                if let Some(ev) = ev {
+                    if let PipelineEvent::OutputAdded(o) = &ev {
+                        tracing::info!("found output {}", pipeline::describe(o));
+                    }
+                    session.handle(Instant::now(), Input::Pipeline(ev));
+                }
+            }
+            frame = frames_rx.recv() => {
+                if let Some(frame) = frame {
+                    let now = Instant::now();
+                    if let Some(mid) = session.route_frame(frame.output, frame.keyframe) {
+                        let mid = mid.to_string();
+                        if let Some(p) = publisher.as_mut() {
+                            let wallclock = clock.wallclock(now, frame.running_time);
+                            let codec_rate = session.clock_rate(frame.output).unwrap_or(90_000) as u128;
+                            let ticks = (frame.running_time.as_nanos() * codec_rate / 1_000_000_000) as u64;
+                            p.write(now, &mid, wallclock, ticks, frame.data);
+                            p.drain_into_tagged(Pc::Publisher, &mut peer_events);
+                        }
+                    }
+                }
+            }
+            d = dgram_rx.recv() => {
+                if let Some(d) = d {
+                    let now = Instant::now();
+                    let peer = match d.pc { Pc::Publisher => publisher.as_mut(), Pc::Subscriber => subscriber.as_mut() };
+                    if let Some(p) = peer {
+                        p.handle_datagram(now, &d);
+                        p.drain_into_tagged(d.pc, &mut peer_events);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+
+        // Time passes for everyone after every wake-up.
+        let now = Instant::now();
+        for (pc, peer) in [(Pc::Publisher, publisher.as_mut()), (Pc::Subscriber, subscriber.as_mut())] {
+            if let Some(p) = peer {
+                if p.next_timeout() <= now {
+                    p.handle_timeout(now);
+                }
+                p.drain_into_tagged(pc, &mut peer_events);
+            }
+        }
+        if session.next_deadline() <= now {
+            session.handle(now, Input::Tick);
+        }
+    }
+}

@@ -1,0 +1,853 @@
+//! The session core: every decision about the LiveKit session, and nothing else.
+//!
+//! [`Session`] is sans-IO in the style of str0m: [`Session::handle`] takes an [`Input`]
+//! (a signal message, a peer-connection event, a pipeline event, a stop request, a timer tick
+//! with the time passed in) and queues [`Action`]s that [`Session::poll_action`] hands out.
+//! It owns join state, publications, the one-offer-at-a-time negotiation, per-track end,
+//! keep-alive and leave. It must not do I/O, read the clock, or import tokio, GStreamer or
+//! str0m: drivers do that and feed the results back in. That is what lets the unit tests at
+//! the bottom drive it through hostile orderings.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use proto::signal_request::Message as Req;
+use proto::signal_response::Message as Resp;
+
+use crate::error::Error;
+use crate::media::{Codec, MediaKind, Output, OutputId, PipelineEvent};
+
+/// How long the server may take to answer an AddTrackRequest (both LiveKit SDKs use 10 s).
+pub const TRACK_PUBLISHED_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long we wait for the answer to one of our offers.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Minimum spacing of keyframe requests to one encoder.
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// A video track that went live but has not produced a keyframe yet is asked again this often.
+const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
+
+/// Which of the two peer connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pc {
+    Publisher,
+    Subscriber,
+}
+
+impl Pc {
+    fn from_target(target: i32) -> Pc {
+        if target == proto::SignalTarget::Subscriber as i32 {
+            Pc::Subscriber
+        } else {
+            Pc::Publisher
+        }
+    }
+}
+
+/// Who asked us to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSource {
+    Signal,
+    PipelineEos,
+}
+
+/// A media section the publisher must add to its next offer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMedia {
+    pub output: OutputId,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    /// msid track id: LiveKit matches it against AddTrackRequest.cid.
+    pub cid: String,
+    /// msid stream id.
+    pub stream_id: String,
+    /// H.264: the stream's profile-level-id, so the offer can carry it.
+    pub h264_profile_level_id: Option<String>,
+}
+
+/// Everything the next publisher offer must change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OfferChanges {
+    pub add: Vec<NewMedia>,
+    /// mids whose sender is removed (the output ended).
+    pub remove: Vec<String>,
+    /// First offer: create the `_reliable` and `_lossy` data channels.
+    pub data_channels: bool,
+}
+
+/// What the drivers must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a message on the signalling WebSocket.
+    Signal(Req),
+    /// Create the publisher offer with these changes; feed back [`Input::OfferCreated`].
+    CreateOffer(OfferChanges),
+    /// Apply the server's answer to our current offer on the publisher.
+    ApplyAnswer(String),
+    /// Apply the server's offer on the subscriber PC and feed back [`Input::AnswerCreated`]
+    /// with the same `id`.
+    AnswerSubscriberOffer { sdp: String, id: u32 },
+    /// A remote ICE candidate (the JSON `candidateInit` of a trickle message).
+    AddRemoteCandidate(Pc, String),
+    /// Ask this output's encoder for a keyframe.
+    RequestKeyframe(OutputId),
+    /// Announce a change in what we publish (for the status line and logs).
+    TrackLive { output: OutputId, sid: String },
+    TrackEnded { output: OutputId },
+    /// Stop the pipeline (set it to NULL).
+    StopPipeline,
+    /// Close the signalling connection and the peer connections, then end the process with
+    /// this result. Always the last action.
+    Exit(Result<(), Error>),
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The signalling WebSocket is open (the join response comes as a message).
+    SignalConnected,
+    /// Could not connect the signalling WebSocket.
+    SignalConnectFailed(Error),
+    /// A message from the server.
+    Signal(Resp),
+    /// The signalling WebSocket closed or failed.
+    SignalClosed(String),
+    /// The publisher offer we asked for, with the mid each new media got (by cid).
+    OfferCreated { sdp: String, mids: Vec<(String, String)> },
+    /// The subscriber answer we asked for.
+    AnswerCreated { sdp: String, id: u32 },
+    /// A peer connection is connected (ICE + DTLS).
+    Connected(Pc),
+    /// A peer connection lost connectivity for good (ICE failed / DTLS closed).
+    Disconnected(Pc),
+    /// An SDP operation failed in the driver.
+    RtcFailed(String),
+    /// The remote asked for a keyframe on this publisher mid (PLI/FIR).
+    KeyframeRequest { mid: String },
+    /// From the pipeline driver.
+    Pipeline(PipelineEvent),
+    /// Stop: SIGINT/SIGTERM.
+    Stop(StopSource),
+    /// Time passed; drives timeouts and keep-alive.
+    Tick,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connecting the WebSocket, waiting for the join response.
+    Joining,
+    /// In the room.
+    Joined,
+    /// We sent (or are about to send) our leave; nothing else goes out.
+    Leaving,
+    /// Exit action issued.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TrackState {
+    /// Output known, not yet announced (not joined yet, or publishing is delayed).
+    Found,
+    /// AddTrackRequest sent; waiting for TrackPublishedResponse.
+    Requested { cid: String, since: Instant },
+    /// Published by the server; its media section waits for the next offer.
+    Published { cid: String, sid: String },
+    /// Its media section is in the offer in flight.
+    Negotiating { cid: String, sid: String, mid: String },
+    /// Negotiated: frames flow once the publisher PC is connected.
+    Live { cid: String, sid: String, mid: String },
+    /// The output ended (or the server refused it); its media section, if any, is removed.
+    Ended,
+}
+
+#[derive(Debug)]
+struct Track {
+    output: Output,
+    state: TrackState,
+    /// Video: drop frames until a keyframe after going live.
+    awaiting_keyframe: bool,
+    last_keyframe_request: Option<Instant>,
+    /// Set once a frame was actually routed to the network.
+    sent_any: bool,
+}
+
+#[derive(Debug, Default)]
+struct Negotiation {
+    /// Id of the offer in flight and when it was sent.
+    in_flight: Option<(u32, Instant)>,
+    /// Waiting for the driver to create the offer.
+    creating: bool,
+    /// Something changed while an offer was in flight: offer again after the answer.
+    again: bool,
+    next_id: u32,
+    /// The publisher has a remote description (candidates can be applied).
+    remote_set: bool,
+    data_channels_created: bool,
+    /// mids to remove in the next offer.
+    remove: Vec<String>,
+}
+
+/// Tunables, with the defaults the CLI uses.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Wait this long after joining before publishing (`--delay`).
+    pub publish_delay: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { publish_delay: Duration::ZERO }
+    }
+}
+
+/// The session core. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    phase: Phase,
+    started: Instant,
+    now: Instant,
+    tracks: BTreeMap<OutputId, Track>,
+    neg: Negotiation,
+    publisher_connected: bool,
+    subscriber_remote_set: bool,
+    pending_candidates: Vec<(Pc, String)>,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    last_ping: Option<Instant>,
+    last_message: Option<Instant>,
+    publish_at: Option<Instant>,
+    refresh_token: Option<String>,
+    participant_sid: Option<String>,
+    /// True once the pipeline had at least one output (so "all ended" means something).
+    had_outputs: bool,
+    pipeline_stopped: bool,
+    cid_counter: u64,
+    cid_prefix: String,
+    actions: VecDeque<Action>,
+}
+
+impl Session {
+    /// `now` starts the session clock; `cid_seed` makes cids unique per process (random in
+    /// production, fixed in tests).
+    pub fn new(config: SessionConfig, now: Instant, cid_seed: u64) -> Session {
+        Session {
+            config,
+            phase: Phase::Joining,
+            started: now,
+            now,
+            tracks: BTreeMap::new(),
+            neg: Negotiation { next_id: 1, ..Default::default() },
+            publisher_connected: false,
+            subscriber_remote_set: false,
+            pending_candidates: Vec::new(),
+            ping_interval: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(15),
+            last_ping: None,
+            last_message: None,
+            publish_at: None,
+            refresh_token: None,
+            participant_sid: None,
+            had_outputs: false,
+            pipeline_stopped: false,
+            cid_counter: 0,
+            cid_prefix: format!("{cid_seed:012X}"),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Next action for the drivers, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// True while actions are queued.
+    pub fn poll_action_pending(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    /// RTP clock rate of an output's codec.
+    pub fn clock_rate(&self, output: OutputId) -> Option<u32> {
+        self.tracks.get(&output).map(|t| t.output.codec.clock_rate())
+    }
+
+    /// True once the session has decided to end.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The latest token the server gave us for reconnects.
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.refresh_token.as_deref()
+    }
+
+    /// The participant sid from the join response.
+    pub fn participant_sid(&self) -> Option<&str> {
+        self.participant_sid.as_deref()
+    }
+
+    /// When the core next needs a [`Input::Tick`] (at the latest).
+    pub fn next_deadline(&self) -> Instant {
+        let mut t = self.now + Duration::from_millis(500);
+        if let Some(p) = self.publish_at {
+            t = t.min(p);
+        }
+        t
+    }
+
+    /// Decide whether a frame of `output` goes out, and on which publisher mid.
+    ///
+    /// Frames of outputs that are not live yet are dropped; a video track that just went live
+    /// drops frames until its first keyframe, so the first frame a subscriber gets decodes.
+    pub fn route_frame(&mut self, output: OutputId, keyframe: bool) -> Option<&str> {
+        if self.phase != Phase::Joined || !self.publisher_connected {
+            return None;
+        }
+        let track = self.tracks.get_mut(&output)?;
+        let TrackState::Live { mid, .. } = &track.state else { return None };
+        if track.awaiting_keyframe {
+            if !keyframe {
+                return None;
+            }
+            track.awaiting_keyframe = false;
+        }
+        track.sent_any = true;
+        Some(mid.as_str())
+    }
+
+    /// Feed one input at time `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        self.now = now.max(self.now);
+        if self.phase == Phase::Done {
+            return;
+        }
+        match input {
+            Input::SignalConnected => {}
+            Input::SignalConnectFailed(e) => self.fail(e),
+            Input::Signal(msg) => {
+                self.last_message = Some(self.now);
+                self.on_signal(msg);
+            }
+            Input::SignalClosed(why) => {
+                if self.phase == Phase::Leaving {
+                    self.finish(Ok(()));
+                } else {
+                    self.fail(Error::Connection(format!("the connection to the server was lost: {why}")));
+                }
+            }
+            Input::OfferCreated { sdp, mids } => self.on_offer_created(sdp, mids),
+            Input::AnswerCreated { sdp, id } => {
+                if self.phase == Phase::Joined {
+                    self.send(Req::Answer(proto::SessionDescription {
+                        r#type: "answer".into(),
+                        sdp,
+                        id,
+                        ..Default::default()
+                    }));
+                }
+            }
+            Input::Connected(Pc::Publisher) => {
+                self.publisher_connected = true;
+                self.go_live();
+            }
+            Input::Connected(Pc::Subscriber) => {}
+            Input::Disconnected(pc) => {
+                if self.phase == Phase::Joined {
+                    self.fail(Error::Connection(format!(
+                        "the {} connection to the server failed",
+                        match pc {
+                            Pc::Publisher => "publisher",
+                            Pc::Subscriber => "subscriber",
+                        }
+                    )));
+                }
+            }
+            Input::RtcFailed(why) => self.fail(Error::Runtime(format!("WebRTC negotiation failed: {why}"))),
+            Input::KeyframeRequest { mid } => {
+                let found = self.tracks.iter().find_map(|(id, t)| match &t.state {
+                    TrackState::Live { mid: m, .. } if *m == mid => Some(*id),
+                    _ => None,
+                });
+                if let Some(id) = found {
+                    self.request_keyframe(id, false);
+                }
+            }
+            Input::Pipeline(ev) => self.on_pipeline(ev),
+            Input::Stop(_) => self.leave(Ok(())),
+            Input::Tick => self.on_tick(),
+        }
+    }
+
+    // ----- signalling -----
+
+    fn on_signal(&mut self, msg: Resp) {
+        match msg {
+            Resp::Join(join) => self.on_join(join),
+            Resp::Answer(answer) => self.on_answer(answer),
+            Resp::Offer(offer) => {
+                if self.phase == Phase::Joined {
+                    self.subscriber_remote_set = true;
+                    self.actions.push_back(Action::AnswerSubscriberOffer { sdp: offer.sdp, id: offer.id });
+                    self.flush_candidates();
+                }
+            }
+            Resp::Trickle(t) => {
+                let pc = Pc::from_target(t.target);
+                let ready = match pc {
+                    Pc::Publisher => self.neg.remote_set,
+                    Pc::Subscriber => self.subscriber_remote_set,
+                };
+                if ready {
+                    self.actions.push_back(Action::AddRemoteCandidate(pc, t.candidate_init));
+                } else {
+                    self.pending_candidates.push((pc, t.candidate_init));
+                }
+            }
+            Resp::TrackPublished(p) => self.on_track_published(p),
+            Resp::RequestResponse(r) => self.on_request_response(r),
+            Resp::Leave(leave) => self.on_server_leave(leave),
+            Resp::RefreshToken(t) => self.refresh_token = Some(t),
+            Resp::Mute(_) | Resp::Update(_) | Resp::RoomUpdate(_) | Resp::PongResp(_) | Resp::Pong(_) => {}
+            _ => {}
+        }
+    }
+
+    fn on_join(&mut self, join: proto::JoinResponse) {
+        if self.phase != Phase::Joining {
+            return;
+        }
+        self.phase = Phase::Joined;
+        self.participant_sid = join.participant.map(|p| p.sid);
+        if join.ping_interval > 0 {
+            self.ping_interval = Duration::from_secs(join.ping_interval as u64);
+        }
+        if join.ping_timeout > 0 {
+            self.ping_timeout = Duration::from_secs(join.ping_timeout as u64);
+        }
+        self.last_ping = Some(self.now);
+        // The publisher connection is offered at once (with its data channels), whatever
+        // `fast_publish` says: we are a publisher, and the server answers either way.
+        self.negotiate();
+        if self.config.publish_delay.is_zero() {
+            self.announce_tracks();
+        } else {
+            self.publish_at = Some(self.now + self.config.publish_delay);
+        }
+    }
+
+    fn on_answer(&mut self, answer: proto::SessionDescription) {
+        let Some((id, _)) = self.neg.in_flight else {
+            tracing::debug!("ignoring an answer with no offer in flight");
+            return;
+        };
+        // The server echoes our offer id; 0 means "not set" in older servers.
+        if answer.id != id && answer.id != 0 {
+            tracing::debug!(answer = answer.id, current = id, "ignoring an answer for an old offer");
+            return;
+        }
+        self.neg.in_flight = None;
+        self.neg.remote_set = true;
+        self.actions.push_back(Action::ApplyAnswer(answer.sdp));
+        self.flush_candidates();
+        for track in self.tracks.values_mut() {
+            if let TrackState::Negotiating { cid, sid, mid } = &track.state {
+                track.state = TrackState::Live { cid: cid.clone(), sid: sid.clone(), mid: mid.clone() };
+            }
+        }
+        self.go_live();
+        if self.neg.again {
+            self.neg.again = false;
+            self.negotiate();
+        }
+    }
+
+    fn on_track_published(&mut self, p: proto::TrackPublishedResponse) {
+        let Some((_, track)) = self.tracks.iter_mut().find(
+            |(_, t)| matches!(&t.state, TrackState::Requested { cid, .. } if *cid == p.cid),
+        ) else {
+            return;
+        };
+        let sid = p.track.map(|t| t.sid).unwrap_or_default();
+        track.state = TrackState::Published { cid: p.cid, sid };
+        self.negotiate();
+    }
+
+    fn on_request_response(&mut self, r: proto::RequestResponse) {
+        use proto::request_response::{Reason, Request};
+        if r.reason == Reason::Ok as i32 {
+            return;
+        }
+        let reason = Reason::try_from(r.reason).map(|r| r.as_str_name()).unwrap_or("UNKNOWN");
+        match r.request {
+            Some(Request::AddTrack(add)) => {
+                let name = self
+                    .tracks
+                    .values()
+                    .find(|t| matches!(&t.state, TrackState::Requested { cid, .. } if *cid == add.cid))
+                    .map(|t| t.output.element.clone())
+                    .unwrap_or_else(|| add.cid.clone());
+                let err = if r.reason == Reason::NotAllowed as i32 {
+                    Error::Auth(format!(
+                        "the server refused to publish {name} ({reason}): the token lacks canPublish or this source in canPublishSources"
+                    ))
+                } else {
+                    Error::Runtime(format!("the server refused to publish {name}: {reason} {}", r.message))
+                };
+                self.leave(Err(err));
+            }
+            _ => tracing::warn!(reason, message = %r.message, "the server reported an error for a request"),
+        }
+    }
+
+    fn on_server_leave(&mut self, leave: proto::LeaveRequest) {
+        if self.phase == Phase::Leaving {
+            self.finish(Ok(()));
+            return;
+        }
+        let reason = proto::DisconnectReason::try_from(leave.reason)
+            .map(|r| r.as_str_name())
+            .unwrap_or("UNKNOWN_REASON");
+        let action = proto::leave_request::Action::try_from(leave.action).unwrap_or(proto::leave_request::Action::Disconnect);
+        match action {
+            proto::leave_request::Action::Disconnect => {
+                self.actions.push_back(Action::StopPipeline);
+                self.finish(Err(Error::Removed(format!("the server removed this participant from the room ({reason})"))));
+            }
+            _ => {
+                self.actions.push_back(Action::StopPipeline);
+                self.finish(Err(Error::Connection(format!(
+                    "the server asked this participant to reconnect ({reason})"
+                ))));
+            }
+        }
+    }
+
+    // ----- publications -----
+
+    fn announce_tracks(&mut self) {
+        if self.phase != Phase::Joined || self.publish_at.is_some() {
+            return;
+        }
+        let ids: Vec<OutputId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.state == TrackState::Found)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.cid_counter += 1;
+            let cid = format!("TR_{}{:04}", self.cid_prefix, self.cid_counter);
+            let track = self.tracks.get_mut(&id).expect("id comes from the map");
+            let out = &track.output;
+            let mut req = proto::AddTrackRequest {
+                cid: cid.clone(),
+                name: out.element.clone(),
+                disable_red: true,
+                ..Default::default()
+            };
+            match out.kind() {
+                MediaKind::Video => {
+                    req.r#type = proto::TrackType::Video as i32;
+                    req.source = proto::TrackSource::Camera as i32;
+                    req.width = out.format.width.unwrap_or(0);
+                    req.height = out.format.height.unwrap_or(0);
+                    req.layers = vec![proto::VideoLayer {
+                        quality: proto::VideoQuality::High as i32,
+                        width: req.width,
+                        height: req.height,
+                        ..Default::default()
+                    }];
+                }
+                MediaKind::Audio => {
+                    req.r#type = proto::TrackType::Audio as i32;
+                    req.source = proto::TrackSource::Microphone as i32;
+                    if out.format.channels.unwrap_or(1) >= 2 {
+                        req.audio_features.push(proto::AudioTrackFeature::TfStereo as i32);
+                    }
+                }
+            }
+            track.state = TrackState::Requested { cid, since: self.now };
+            self.actions.push_back(Action::Signal(Req::AddTrack(req)));
+        }
+    }
+
+    fn negotiate(&mut self) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        if self.neg.in_flight.is_some() || self.neg.creating {
+            self.neg.again = true;
+            return;
+        }
+        let add: Vec<NewMedia> = self
+            .tracks
+            .iter()
+            .filter_map(|(id, t)| match &t.state {
+                TrackState::Published { cid, .. } => Some(NewMedia {
+                    output: *id,
+                    kind: t.output.kind(),
+                    codec: t.output.codec,
+                    cid: cid.clone(),
+                    stream_id: format!("ST_{}", &cid[3..]),
+                    h264_profile_level_id: t.output.format.h264_profile_level_id.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let remove = std::mem::take(&mut self.neg.remove);
+        let data_channels = !self.neg.data_channels_created;
+        if add.is_empty() && remove.is_empty() && !data_channels {
+            return;
+        }
+        self.neg.data_channels_created = true;
+        self.neg.creating = true;
+        self.actions.push_back(Action::CreateOffer(OfferChanges { add, remove, data_channels }));
+    }
+
+    fn on_offer_created(&mut self, sdp: String, mids: Vec<(String, String)>) {
+        self.neg.creating = false;
+        if self.phase != Phase::Joined {
+            return;
+        }
+        for (cid_for_mid, mid) in mids {
+            for track in self.tracks.values_mut() {
+                if let TrackState::Published { cid, sid } = &track.state {
+                    if *cid == cid_for_mid {
+                        track.state = TrackState::Negotiating { cid: cid.clone(), sid: sid.clone(), mid: mid.clone() };
+                    }
+                }
+            }
+        }
+        let id = self.neg.next_id;
+        self.neg.next_id += 1;
+        self.neg.in_flight = Some((id, self.now));
+        self.send(Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() }));
+    }
+
+    fn go_live(&mut self) {
+        if !self.publisher_connected {
+            return;
+        }
+        let mut live = Vec::new();
+        for (id, track) in &mut self.tracks {
+            if let TrackState::Live { sid, .. } = &track.state {
+                if !track.sent_any && track.last_keyframe_request.is_none() {
+                    track.awaiting_keyframe = track.output.kind() == MediaKind::Video;
+                    live.push((*id, sid.clone()));
+                }
+            }
+        }
+        for (id, sid) in live {
+            self.actions.push_back(Action::TrackLive { output: id, sid });
+            self.request_keyframe(id, true);
+        }
+    }
+
+    fn request_keyframe(&mut self, id: OutputId, force: bool) {
+        let now = self.now;
+        let Some(track) = self.tracks.get_mut(&id) else { return };
+        if track.output.kind() != MediaKind::Video {
+            return;
+        }
+        if let Some(last) = track.last_keyframe_request {
+            if !force && now.duration_since(last) < KEYFRAME_INTERVAL {
+                return;
+            }
+        }
+        track.last_keyframe_request = Some(now);
+        self.actions.push_back(Action::RequestKeyframe(id));
+    }
+
+    fn end_track(&mut self, id: OutputId) {
+        let Some(track) = self.tracks.get_mut(&id) else { return };
+        let old = std::mem::replace(&mut track.state, TrackState::Ended);
+        match old {
+            TrackState::Ended => return,
+            TrackState::Live { mid, .. } => {
+                self.neg.remove.push(mid);
+                self.negotiate();
+            }
+            TrackState::Negotiating { mid, .. } => {
+                // In the offer in flight: remove it in the next one.
+                self.neg.remove.push(mid);
+                self.neg.again = true;
+            }
+            TrackState::Found | TrackState::Requested { .. } | TrackState::Published { .. } => {}
+        }
+        self.actions.push_back(Action::TrackEnded { output: id });
+        if self.had_outputs && self.tracks.values().all(|t| t.state == TrackState::Ended) {
+            tracing::info!("every output ended");
+            self.leave(Ok(()));
+        }
+    }
+
+    // ----- pipeline -----
+
+    fn on_pipeline(&mut self, ev: PipelineEvent) {
+        match ev {
+            PipelineEvent::OutputAdded(output) => {
+                if matches!(self.phase, Phase::Leaving | Phase::Done) || self.tracks.contains_key(&output.id) {
+                    return;
+                }
+                self.had_outputs = true;
+                let id = output.id;
+                self.tracks.insert(
+                    id,
+                    Track {
+                        output,
+                        state: TrackState::Found,
+                        awaiting_keyframe: false,
+                        last_keyframe_request: None,
+                        sent_any: false,
+                    },
+                );
+                self.announce_tracks();
+            }
+            PipelineEvent::OutputChanged(output) => {
+                let Some(track) = self.tracks.get_mut(&output.id) else { return };
+                let size_changed = track.output.format.width != output.format.width
+                    || track.output.format.height != output.format.height;
+                track.output = output;
+                if let (true, TrackState::Live { sid, .. }) = (size_changed, &track.state) {
+                    let req = proto::UpdateLocalVideoTrack {
+                        track_sid: sid.clone(),
+                        width: track.output.format.width.unwrap_or(0),
+                        height: track.output.format.height.unwrap_or(0),
+                    };
+                    self.send(Req::UpdateVideoTrack(req));
+                }
+            }
+            PipelineEvent::OutputEos(id) => self.end_track(id),
+            PipelineEvent::Eos => {
+                self.pipeline_stopped = true;
+                self.leave(Ok(()));
+            }
+            PipelineEvent::Error(msg) => {
+                self.pipeline_stopped = true;
+                self.leave(Err(Error::Runtime(msg)));
+            }
+        }
+    }
+
+    // ----- time -----
+
+    fn on_tick(&mut self) {
+        let now = self.now;
+        if let Some(at) = self.publish_at {
+            if now >= at {
+                self.publish_at = None;
+                self.announce_tracks();
+            }
+        }
+        if self.phase != Phase::Joined {
+            return;
+        }
+        if let Some(last) = self.last_message {
+            if now.duration_since(last) > self.ping_timeout {
+                self.fail(Error::Connection(format!(
+                    "the server stopped answering (no message for {} s)",
+                    self.ping_timeout.as_secs()
+                )));
+                return;
+            }
+        }
+        if self.last_ping.map_or(true, |t| now.duration_since(t) >= self.ping_interval) {
+            self.last_ping = Some(now);
+            let ts = now.duration_since(self.started).as_millis() as i64;
+            self.send(Req::PingReq(proto::Ping { timestamp: ts, rtt: 0 }));
+        }
+        if let Some((_, since)) = self.neg.in_flight {
+            if now.duration_since(since) > ANSWER_TIMEOUT {
+                self.fail(Error::Connection("the server did not answer our offer within 15 s".into()));
+                return;
+            }
+        }
+        let mut timed_out = None;
+        let mut retry = Vec::new();
+        for (id, t) in &self.tracks {
+            match &t.state {
+                TrackState::Requested { since, .. } if now.duration_since(*since) > TRACK_PUBLISHED_TIMEOUT => {
+                    timed_out = Some(t.output.element.clone());
+                }
+                TrackState::Live { .. } if t.awaiting_keyframe && self.publisher_connected => {
+                    if t.last_keyframe_request.map_or(true, |l| now.duration_since(l) >= KEYFRAME_RETRY) {
+                        retry.push(*id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(name) = timed_out {
+            self.fail(Error::Connection(format!(
+                "the server did not confirm the track for {name} within {} s",
+                TRACK_PUBLISHED_TIMEOUT.as_secs()
+            )));
+            return;
+        }
+        for id in retry {
+            self.request_keyframe(id, true);
+        }
+    }
+
+    // ----- ending -----
+
+    /// Leave the room cleanly, then end with `result`.
+    fn leave(&mut self, result: Result<(), Error>) {
+        match self.phase {
+            Phase::Leaving | Phase::Done => return,
+            Phase::Joined => {
+                self.send(Req::Leave(proto::LeaveRequest {
+                    reason: proto::DisconnectReason::ClientInitiated as i32,
+                    action: proto::leave_request::Action::Disconnect as i32,
+                    ..Default::default()
+                }));
+            }
+            Phase::Joining => {}
+        }
+        self.phase = Phase::Leaving;
+        if !self.pipeline_stopped {
+            self.pipeline_stopped = true;
+            self.actions.push_back(Action::StopPipeline);
+        }
+        self.finish(result);
+    }
+
+    /// Give up with an error: no leave can be sent (or it makes no sense).
+    fn fail(&mut self, err: Error) {
+        if matches!(self.phase, Phase::Leaving | Phase::Done) {
+            self.finish(Ok(()));
+            return;
+        }
+        self.phase = Phase::Leaving;
+        if !self.pipeline_stopped {
+            self.pipeline_stopped = true;
+            self.actions.push_back(Action::StopPipeline);
+        }
+        self.finish(Err(err));
+    }
+
+    fn finish(&mut self, result: Result<(), Error>) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.phase = Phase::Done;
+        self.actions.push_back(Action::Exit(result));
+    }
+
+    fn send(&mut self, msg: Req) {
+        self.actions.push_back(Action::Signal(msg));
+    }
+
+    fn flush_candidates(&mut self) {
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_candidates)
+            .into_iter()
+            .partition(|(pc, _)| match pc {
+                Pc::Publisher => self.neg.remote_set,
+                Pc::Subscriber => self.subscriber_remote_set,
+            });
+        self.pending_candidates = waiting;
+        for (pc, c) in ready {
+            self.actions.push_back(Action::AddRemoteCandidate(pc, c));
+        }
+    }
+}
