@@ -851,3 +851,354 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::StreamFormat;
+
+    fn output(id: u32, codec: Codec) -> Output {
+        Output {
+            id: OutputId(id),
+            element: format!("enc{id}"),
+            pad: "src".into(),
+            codec,
+            format: StreamFormat { width: Some(640), height: Some(480), ..Default::default() },
+            caps: String::new(),
+        }
+    }
+
+    struct Harness {
+        s: Session,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let now = Instant::now();
+            Harness { s: Session::new(SessionConfig::default(), now, 1), now }
+        }
+        fn at(&mut self, ms: u64) -> Instant {
+            self.now += Duration::from_millis(ms);
+            self.now
+        }
+        fn feed(&mut self, input: Input) -> Vec<Action> {
+            let now = self.at(1);
+            self.s.handle(now, input);
+            std::iter::from_fn(|| self.s.poll_action()).collect()
+        }
+        fn join(&mut self) -> Vec<Action> {
+            self.feed(Input::Signal(Resp::Join(proto::JoinResponse {
+                participant: Some(proto::ParticipantInfo { sid: "PA_1".into(), ..Default::default() }),
+                ping_interval: 5,
+                ping_timeout: 15,
+                ..Default::default()
+            })))
+        }
+        fn added(&mut self, id: u32, codec: Codec) -> Vec<Action> {
+            self.feed(Input::Pipeline(PipelineEvent::OutputAdded(output(id, codec))))
+        }
+        fn answer(&mut self, id: u32) -> Vec<Action> {
+            self.feed(Input::Signal(Resp::Answer(proto::SessionDescription {
+                r#type: "answer".into(),
+                sdp: format!("answer{id}"),
+                id,
+                ..Default::default()
+            })))
+        }
+        fn offer_created(&mut self, mids: &[(&str, &str)]) -> Vec<Action> {
+            self.feed(Input::OfferCreated {
+                sdp: "offer".into(),
+                mids: mids.iter().map(|(c, m)| (c.to_string(), m.to_string())).collect(),
+            })
+        }
+        fn published(&mut self, cid: &str, sid: &str) -> Vec<Action> {
+            self.feed(Input::Signal(Resp::TrackPublished(proto::TrackPublishedResponse {
+                cid: cid.into(),
+                track: Some(proto::TrackInfo { sid: sid.into(), ..Default::default() }),
+            })))
+        }
+    }
+
+    fn add_track_cids(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Signal(Req::AddTrack(t)) => Some(t.cid.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn offers(actions: &[Action]) -> Vec<OfferChanges> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::CreateOffer(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn exit_of(actions: &[Action]) -> Option<Result<(), Error>> {
+        actions.iter().find_map(|a| match a {
+            Action::Exit(r) => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    fn sent_leave(actions: &[Action]) -> bool {
+        actions.iter().any(|a| matches!(a, Action::Signal(Req::Leave(_))))
+    }
+
+    /// Join, publish one video output and bring it live. Returns (cid, mid).
+    fn live_video(h: &mut Harness) -> (String, String) {
+        h.join();
+        h.offer_created(&[]);
+        h.answer(1);
+        let cid = add_track_cids(&h.added(0, Codec::H264)).pop().unwrap();
+        let a = h.published(&cid, "TR_V");
+        assert_eq!(offers(&a).len(), 1);
+        h.offer_created(&[(&cid, "1")]);
+        h.answer(2);
+        let a = h.feed(Input::Connected(Pc::Publisher));
+        assert!(a.contains(&Action::RequestKeyframe(OutputId(0))), "{a:?}");
+        (cid, "1".into())
+    }
+
+    #[test]
+    fn output_found_before_join_is_published_after_it() {
+        let mut h = Harness::new();
+        assert!(h.added(0, Codec::Vp8).is_empty(), "nothing goes out before the join");
+        let a = h.join();
+        assert_eq!(add_track_cids(&a).len(), 1);
+        let o = offers(&a);
+        assert_eq!(o.len(), 1);
+        assert!(o[0].data_channels && o[0].add.is_empty());
+    }
+
+    #[test]
+    fn one_offer_at_a_time_and_changes_wait_for_the_answer() {
+        let mut h = Harness::new();
+        h.join();
+        h.offer_created(&[]);
+        let c0 = add_track_cids(&h.added(0, Codec::H264)).pop().unwrap();
+        let c1 = add_track_cids(&h.added(1, Codec::Opus)).pop().unwrap();
+        // Both published while the first offer (data channels) is in flight: no new offer yet.
+        assert!(offers(&h.published(&c0, "TR_V")).is_empty());
+        assert!(offers(&h.published(&c1, "TR_A")).is_empty());
+        let a = h.answer(1);
+        let o = offers(&a);
+        assert_eq!(o.len(), 1, "one offer carries both tracks: {a:?}");
+        assert_eq!(o[0].add.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(), vec![c0, c1]);
+    }
+
+    #[test]
+    fn answer_for_an_offer_that_is_no_longer_current_is_ignored() {
+        let mut h = Harness::new();
+        h.join();
+        h.offer_created(&[]);
+        let a = h.answer(7);
+        assert!(!a.iter().any(|x| matches!(x, Action::ApplyAnswer(_))), "{a:?}");
+        let a = h.answer(1);
+        assert!(a.iter().any(|x| matches!(x, Action::ApplyAnswer(_))));
+        // A duplicate of the same answer has no offer to match any more.
+        let a = h.answer(1);
+        assert!(!a.iter().any(|x| matches!(x, Action::ApplyAnswer(_))));
+    }
+
+    #[test]
+    fn frames_flow_only_when_live_and_video_waits_for_a_keyframe() {
+        let mut h = Harness::new();
+        assert!(h.s.route_frame(OutputId(0), true).is_none());
+        let (_, mid) = live_video(&mut h);
+        assert!(h.s.route_frame(OutputId(0), false).is_none(), "delta frame before the first keyframe");
+        assert_eq!(h.s.route_frame(OutputId(0), true), Some(mid.as_str()));
+        assert_eq!(h.s.route_frame(OutputId(0), false), Some(mid.as_str()));
+    }
+
+    #[test]
+    fn remote_candidates_wait_for_the_remote_description() {
+        let mut h = Harness::new();
+        h.join();
+        let trickle = |target: proto::SignalTarget| {
+            Input::Signal(Resp::Trickle(proto::TrickleRequest {
+                candidate_init: "{}".into(),
+                target: target as i32,
+                ..Default::default()
+            }))
+        };
+        assert!(h.feed(trickle(proto::SignalTarget::Publisher)).is_empty());
+        h.offer_created(&[]);
+        let a = h.answer(1);
+        let pos_answer = a.iter().position(|x| matches!(x, Action::ApplyAnswer(_))).unwrap();
+        let pos_cand = a.iter().position(|x| matches!(x, Action::AddRemoteCandidate(Pc::Publisher, _))).unwrap();
+        assert!(pos_answer < pos_cand, "candidates after the description: {a:?}");
+        assert_eq!(h.feed(trickle(proto::SignalTarget::Publisher)).len(), 1);
+    }
+
+    #[test]
+    fn track_ending_before_the_join_completes() {
+        let mut h = Harness::new();
+        h.added(0, Codec::H264);
+        h.added(1, Codec::Opus);
+        assert!(h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0)))).iter().all(|a| !matches!(a, Action::Exit(_))));
+        let a = h.join();
+        assert_eq!(add_track_cids(&a).len(), 1, "only the output still running is announced");
+    }
+
+    #[test]
+    fn track_ending_between_add_track_and_track_published() {
+        let mut h = Harness::new();
+        h.join();
+        h.offer_created(&[]);
+        h.answer(1);
+        let c0 = add_track_cids(&h.added(0, Codec::H264)).pop().unwrap();
+        h.added(1, Codec::Opus);
+        h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0))));
+        let a = h.published(&c0, "TR_V");
+        assert!(offers(&a).is_empty(), "an ended track gets no m-line: {a:?}");
+    }
+
+    #[test]
+    fn one_track_ends_while_others_go_on() {
+        let mut h = Harness::new();
+        let (_, mid) = live_video(&mut h);
+        let c1 = add_track_cids(&h.added(1, Codec::Opus)).pop().unwrap();
+        h.published(&c1, "TR_A");
+        h.offer_created(&[(&c1, "2")]);
+        h.answer(3);
+        let a = h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0))));
+        let o = offers(&a);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].remove, vec![mid]);
+        assert!(exit_of(&a).is_none(), "audio goes on");
+        assert!(h.s.route_frame(OutputId(0), true).is_none());
+        assert!(h.s.route_frame(OutputId(1), true).is_some());
+        // The last one ends: leave, exit 0.
+        let a = h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(1))));
+        assert!(sent_leave(&a));
+        assert_eq!(exit_of(&a), Some(Ok(())));
+    }
+
+    #[test]
+    fn stop_during_connect_exits_cleanly_without_a_leave() {
+        let mut h = Harness::new();
+        h.added(0, Codec::H264);
+        let a = h.feed(Input::Stop(StopSource::Signal));
+        assert!(!sent_leave(&a));
+        assert!(a.contains(&Action::StopPipeline));
+        assert_eq!(exit_of(&a), Some(Ok(())));
+        assert!(h.s.is_done());
+        // A join arriving after the stop changes nothing.
+        assert!(h.join().is_empty());
+    }
+
+    #[test]
+    fn stop_requested_twice_and_from_two_sources() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        let a = h.feed(Input::Stop(StopSource::Signal));
+        assert!(sent_leave(&a));
+        assert_eq!(exit_of(&a), Some(Ok(())));
+        assert!(h.feed(Input::Stop(StopSource::Signal)).is_empty());
+        assert!(h.feed(Input::Pipeline(PipelineEvent::Eos)).is_empty());
+        assert!(h.feed(Input::Stop(StopSource::PipelineEos)).is_empty());
+    }
+
+    #[test]
+    fn pipeline_eos_leaves_and_exits_zero_once() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        let a = h.feed(Input::Pipeline(PipelineEvent::Eos));
+        assert_eq!(a.iter().filter(|x| matches!(x, Action::Signal(Req::Leave(_)))).count(), 1);
+        assert_eq!(exit_of(&a), Some(Ok(())));
+        assert!(!a.contains(&Action::StopPipeline), "the pipeline already stopped itself");
+    }
+
+    #[test]
+    fn pipeline_error_leaves_with_a_runtime_error() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        let a = h.feed(Input::Pipeline(PipelineEvent::Error("pipeline error from src: boom".into())));
+        assert!(sent_leave(&a));
+        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::RUNTIME);
+    }
+
+    #[test]
+    fn server_disconnect_is_a_removal_with_its_own_exit_code() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        let a = h.feed(Input::Signal(Resp::Leave(proto::LeaveRequest {
+            reason: proto::DisconnectReason::ParticipantRemoved as i32,
+            action: proto::leave_request::Action::Disconnect as i32,
+            ..Default::default()
+        })));
+        let e = exit_of(&a).unwrap().unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::REMOVED);
+        assert!(e.to_string().contains("PARTICIPANT_REMOVED"), "{e}");
+    }
+
+    #[test]
+    fn disconnect_during_a_negotiation_ends_once() {
+        let mut h = Harness::new();
+        h.join();
+        h.offer_created(&[]);
+        let a = h.feed(Input::SignalClosed("reset".into()));
+        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::CONNECTION);
+        // The answer that was in flight arrives late: ignored.
+        assert!(h.answer(1).is_empty());
+    }
+
+    #[test]
+    fn add_track_refused_is_an_auth_error() {
+        let mut h = Harness::new();
+        h.join();
+        let cid = add_track_cids(&h.added(0, Codec::H264)).pop().unwrap();
+        let a = h.feed(Input::Signal(Resp::RequestResponse(proto::RequestResponse {
+            reason: proto::request_response::Reason::NotAllowed as i32,
+            request: Some(proto::request_response::Request::AddTrack(proto::AddTrackRequest {
+                cid,
+                ..Default::default()
+            })),
+            ..Default::default()
+        })));
+        let e = exit_of(&a).unwrap().unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::AUTH);
+        assert!(e.to_string().contains("enc0"), "{e}");
+    }
+
+    #[test]
+    fn pings_go_out_every_interval_and_silence_is_a_lost_link() {
+        let mut h = Harness::new();
+        h.join();
+        h.at(5_100);
+        let a = h.feed(Input::Tick);
+        assert!(a.iter().any(|x| matches!(x, Action::Signal(Req::PingReq(_)))), "{a:?}");
+        h.at(16_000);
+        let a = h.feed(Input::Tick);
+        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::CONNECTION);
+    }
+
+    #[test]
+    fn keyframe_requests_are_rate_limited() {
+        let mut h = Harness::new();
+        let (_, mid) = live_video(&mut h);
+        h.at(600);
+        let count = |a: &[Action]| a.iter().filter(|x| matches!(x, Action::RequestKeyframe(_))).count();
+        assert_eq!(count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })), 1);
+        assert_eq!(count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })), 0, "within 500 ms");
+        h.at(500);
+        assert_eq!(count(&h.feed(Input::KeyframeRequest { mid })), 1);
+    }
+
+    #[test]
+    fn cids_are_fresh_per_publication() {
+        let mut h = Harness::new();
+        h.join();
+        let a = add_track_cids(&h.added(0, Codec::H264));
+        let b = add_track_cids(&h.added(1, Codec::H264));
+        assert_ne!(a, b);
+        assert!(a[0].starts_with("TR_"));
+    }
+}
