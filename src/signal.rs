@@ -78,6 +78,9 @@ pub fn rtc_url(base: &url::Url, resume: Option<&Resume>) -> url::Url {
 /// Open the signalling WebSocket. Errors are already classified for the user (auth refusal
 /// vs. unreachable server) and never contain the token.
 pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> Result<SignalLink, Error> {
+    // rustls needs one process-wide crypto provider for wss://; an error only means one is
+    // already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let url = rtc_url(base, resume);
     let host = base.host_str().unwrap_or("?").to_string();
     let mut request = url
