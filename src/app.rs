@@ -59,13 +59,17 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
     // The pipeline and the connection start together: neither waits for the other.
     pipeline.start(control_tx, frames_tx)?;
 
-    let token = credentials.token()?;
-    let url = config.url.clone();
-    let mut connecting = Some(tokio::spawn(async move { signal::connect(&url, &token, None).await }));
+    // Fail fast on credentials we cannot even mint.
+    credentials.token()?;
+    let mut connecting: Option<tokio::task::JoinHandle<Result<SignalLink>>> = None;
 
     let start = Instant::now();
     let mut session = Session::new(
-        SessionConfig { publish_delay: config.delay },
+        SessionConfig {
+            publish_delay: config.delay,
+            reconnect_timeout: config.reconnect_timeout,
+            ..SessionConfig::default()
+        },
         start,
         rand::random::<u64>() & 0xFFFF_FFFF_FFFF,
     );
@@ -81,6 +85,31 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         while let Some(action) = session.poll_action() {
             let now = Instant::now();
             match action {
+                Action::Connect { refresh_token } => {
+                    if let Some(c) = connecting.take() {
+                        c.abort();
+                    }
+                    // A token we were given may expire: prefer the server's refreshed one.
+                    // Minted tokens are minted anew.
+                    let token = match (&credentials, refresh_token) {
+                        (crate::cli::Credentials::Token(_), Some(t)) => Ok(t),
+                        _ => credentials.token(),
+                    };
+                    let url = config.url.clone();
+                    connecting = Some(tokio::spawn(async move { signal::connect(&url, &token?, None).await }));
+                }
+                Action::Disconnect => {
+                    if let Some(l) = link.take() {
+                        l.close();
+                    }
+                    if let Some(c) = connecting.take() {
+                        c.abort();
+                    }
+                    publisher = None;
+                    subscriber = None;
+                    // Datagrams still queued belong to the old peers.
+                    while dgram_rx.try_recv().is_ok() {}
+                }
                 Action::Signal(msg) => {
                     if let Some(l) = &link {
                         l.send(msg);
@@ -175,7 +204,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                 PeerEvent::Connected => Input::Connected(pc),
                 PeerEvent::Disconnected => {
                     tracing::debug!(?pc, "ICE disconnected");
-                    continue;
+                    Input::IceDisconnected(pc)
                 }
                 PeerEvent::Closed => Input::Disconnected(pc),
                 PeerEvent::KeyframeRequest(mid) => Input::KeyframeRequest { mid },

@@ -64,6 +64,11 @@ struct Args {
     #[arg(long)]
     dev: bool,
 
+    /// Give up when the connection is lost and cannot be re-established within this many
+    /// seconds (exit code 5).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    reconnect_timeout: f64,
+
     /// Print the pipeline's encoded outputs and exit without connecting.
     #[arg(long)]
     dry_run: bool,
@@ -144,6 +149,7 @@ pub struct Config {
     pub credentials: Option<Credentials>,
     pub pipeline: String,
     pub delay: Duration,
+    pub reconnect_timeout: Duration,
     pub dry_run: bool,
     pub verbose: bool,
     pub quiet: bool,
@@ -208,6 +214,10 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         Some(d) => return Err(Error::Usage(format!("--delay {d} is not a number of seconds between 0 and 86400"))),
     };
 
+    let reconnect_timeout = match args.reconnect_timeout {
+        d if d.is_finite() && (0.0..=86_400.0).contains(&d) => Duration::from_secs_f64(d),
+        d => return Err(Error::Usage(format!("--reconnect-timeout {d} is not a number of seconds between 0 and 86400"))),
+    };
     let credentials = credentials(&args, matches)?;
     if credentials.is_none() && !args.dry_run {
         return Err(Error::Usage(
@@ -222,6 +232,7 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         credentials,
         pipeline,
         delay,
+        reconnect_timeout,
         dry_run: args.dry_run,
         verbose: args.verbose,
         quiet: args.quiet,

@@ -16,19 +16,19 @@ mod caps;
 mod inspect;
 mod sink;
 
-use gstreamer as gst;
-use gstreamer::glib;
-use gstreamer_video as gst_video;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_video as gst_video;
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::media::{Frame, MediaKind, Output, OutputId, PipelineEvent};
+use crate::media::{Codec, Frame, MediaKind, Output, OutputId, PipelineEvent};
 
 use caps::Verdict;
 use sink::Shared;
@@ -42,9 +42,9 @@ const BUS_POLL: Duration = Duration::from_millis(100);
 pub struct Pipeline {
     pipeline: gst::Pipeline,
     shared: Arc<Shared>,
-    /// Unlinked source pads found when parsing: with an id when their codec is known, without
-    /// one when their caps are `ANY` and only negotiation will tell.
-    candidates: Vec<(gst::Pad, Option<OutputId>)>,
+    /// Unlinked source pads found when parsing: with their output when the codec is known,
+    /// without one when their caps are `ANY` and only negotiation will tell.
+    candidates: Vec<(gst::Pad, Option<(OutputId, Codec)>)>,
     attached: bool,
     stopped: bool,
     bus_thread: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -68,7 +68,7 @@ impl Pipeline {
             match caps::classify(&caps) {
                 Verdict::Publishable(codec) => {
                     let id = shared.add_output(&pad, codec, &caps);
-                    candidates.push((pad, Some(id)));
+                    candidates.push((pad, Some((id, codec))));
                 }
                 Verdict::Undecided => candidates.push((pad, None)),
                 Verdict::Unsupported(media_type) => {
@@ -104,6 +104,12 @@ impl Pipeline {
     /// Attaches a sink to every output (and to every output that appears later), starts the
     /// bus thread and sets the pipeline PLAYING. Frames go to `frames` (dropped and counted
     /// when it is full), everything else to `control`.
+    ///
+    /// An output's `OutputAdded` is sent before its first frame. Frames leave in real time:
+    /// a live pipeline is paced by its sources; any other (a file, a `videotestsrc` without
+    /// `is-live=true`) is paced by the pipeline clock, each frame at its running time.
+    /// Fails with [`Error::Pipeline`] when the pipeline cannot start (a missing file, a
+    /// busy device), naming the element.
     pub fn start(
         &mut self,
         control: mpsc::UnboundedSender<PipelineEvent>,
@@ -214,23 +220,16 @@ impl Pipeline {
             watch_new_pads(&self.shared, &element);
         }
         let shared = Arc::clone(&self.shared);
-        self.pipeline.connect_deep_element_added(move |_, _, element| {
-            if inspect::is_visible(element) {
-                watch_new_pads(&shared, element);
-            }
-        });
-        for (pad, id) in &self.candidates {
-            match id {
-                Some(id) => {
-                    let codec = self
-                        .shared
-                        .outputs()
-                        .get(id.0 as usize)
-                        .map(|o| o.codec)
-                        .ok_or_else(|| Error::Runtime(format!("output {id} vanished")))?;
-                    sink::link_chain(&self.shared, pad, *id, codec, false)
-                        .map_err(Error::Pipeline)?;
+        self.pipeline
+            .connect_deep_element_added(move |_, _, element| {
+                if inspect::is_visible(element) {
+                    watch_new_pads(&shared, element);
                 }
+            });
+        for (pad, output) in &self.candidates {
+            match output {
+                Some((id, codec)) => sink::link_chain(&self.shared, pad, *id, *codec, false)
+                    .map_err(Error::Pipeline)?,
                 None => sink::wait_for_caps(&self.shared, pad, false),
             }
         }
@@ -441,16 +440,13 @@ fn preroll(
             return Ok(());
         }
         let wait = (deadline - now).min(Duration::from_millis(20));
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64))
-        else {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64)) else {
             continue;
         };
         match msg.view() {
             gst::MessageView::Error(e) => return Err(Error::Pipeline(error_line(&msg, e))),
-            gst::MessageView::AsyncDone(_) => {
-                if msg.src() == Some(pipeline.pipeline.upcast_ref()) {
-                    prerolled = true;
-                }
+            gst::MessageView::AsyncDone(_) if msg.src() == Some(pipeline.pipeline.upcast_ref()) => {
+                prerolled = true;
             }
             gst::MessageView::Eos(_) => return Ok(()),
             _ => {}

@@ -24,6 +24,8 @@ pub const TRACK_PUBLISHED_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Minimum spacing of keyframe requests to one encoder.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// Publisher ICE may be disconnected this long before we reconnect.
+pub const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(10);
 /// A video track that went live but has not produced a keyframe yet is asked again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 
@@ -78,6 +80,11 @@ pub struct OfferChanges {
 /// What the drivers must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Open the signalling connection (first join or full reconnect). `refresh_token` is the
+    /// latest token the server gave us, if any.
+    Connect { refresh_token: Option<String> },
+    /// Drop the signalling connection and both peer connections (before a full reconnect).
+    Disconnect,
     /// Send a message on the signalling WebSocket.
     Signal(Req),
     /// Create the publisher offer with these changes; feed back [`Input::OfferCreated`].
@@ -118,6 +125,8 @@ pub enum Input {
     AnswerCreated { sdp: String, id: u32 },
     /// A peer connection is connected (ICE + DTLS).
     Connected(Pc),
+    /// ICE lost connectivity; it may come back by itself.
+    IceDisconnected(Pc),
     /// A peer connection lost connectivity for good (ICE failed / DTLS closed).
     Disconnected(Pc),
     /// An SDP operation failed in the driver.
@@ -138,6 +147,8 @@ enum Phase {
     Joining,
     /// In the room.
     Joined,
+    /// Lost the connection; the next attempt starts at `retry_at`.
+    Reconnecting { retry_at: Instant },
     /// We sent (or are about to send) our leave; nothing else goes out.
     Leaving,
     /// Exit action issued.
@@ -169,6 +180,8 @@ struct Track {
     last_keyframe_request: Option<Instant>,
     /// Set once a frame was actually routed to the network.
     sent_any: bool,
+    /// The track went live (announced, first keyframe asked for).
+    announced_live: bool,
 }
 
 #[derive(Debug, Default)]
@@ -192,12 +205,25 @@ struct Negotiation {
 pub struct SessionConfig {
     /// Wait this long after joining before publishing (`--delay`).
     pub publish_delay: Duration,
+    /// Give up reconnecting after this long without a successful join.
+    pub reconnect_timeout: Duration,
+    /// Give up after this many failed attempts in a row.
+    pub max_reconnect_attempts: u32,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { publish_delay: Duration::ZERO }
+        SessionConfig {
+            publish_delay: Duration::ZERO,
+            reconnect_timeout: Duration::from_secs(60),
+            max_reconnect_attempts: 10,
+        }
     }
+}
+
+/// Delay before reconnect attempt `n` (0-based), as the LiveKit SDKs do: n² × 300 ms.
+pub fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_millis(300 * u64::from(attempt.min(100)).pow(2))
 }
 
 /// The session core. See the module docs.
@@ -224,6 +250,11 @@ pub struct Session {
     pipeline_stopped: bool,
     cid_counter: u64,
     cid_prefix: String,
+    /// Failed attempts since the connection was lost, and when it was lost.
+    reconnect_attempts: u32,
+    lost_at: Option<Instant>,
+    /// Publisher ICE lost connectivity at this time (it may come back).
+    publisher_disconnected_at: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -252,7 +283,10 @@ impl Session {
             pipeline_stopped: false,
             cid_counter: 0,
             cid_prefix: format!("{cid_seed:012X}"),
-            actions: VecDeque::new(),
+            reconnect_attempts: 0,
+            lost_at: None,
+            publisher_disconnected_at: None,
+            actions: VecDeque::from([Action::Connect { refresh_token: None }]),
         }
     }
 
@@ -292,6 +326,9 @@ impl Session {
         if let Some(p) = self.publish_at {
             t = t.min(p);
         }
+        if let Phase::Reconnecting { retry_at } = self.phase {
+            t = t.min(retry_at);
+        }
         t
     }
 
@@ -323,7 +360,11 @@ impl Session {
         }
         match input {
             Input::SignalConnected => {}
-            Input::SignalConnectFailed(e) => self.fail(e),
+            Input::SignalConnectFailed(e) => match e {
+                // A refused token will not get better by retrying.
+                Error::Auth(_) | Error::Usage(_) => self.fail(e),
+                other => self.lost(other.to_string()),
+            },
             Input::Signal(msg) => {
                 self.last_message = Some(self.now);
                 self.on_signal(msg);
@@ -331,8 +372,8 @@ impl Session {
             Input::SignalClosed(why) => {
                 if self.phase == Phase::Leaving {
                     self.finish(Ok(()));
-                } else {
-                    self.fail(Error::Connection(format!("the connection to the server was lost: {why}")));
+                } else if matches!(self.phase, Phase::Joined | Phase::Joining) {
+                    self.lost(format!("the signalling connection closed: {why}"));
                 }
             }
             Input::OfferCreated { sdp, mids } => self.on_offer_created(sdp, mids),
@@ -348,21 +389,28 @@ impl Session {
             }
             Input::Connected(Pc::Publisher) => {
                 self.publisher_connected = true;
+                self.publisher_disconnected_at = None;
                 self.go_live();
             }
             Input::Connected(Pc::Subscriber) => {}
+            Input::IceDisconnected(Pc::Publisher) => {
+                self.publisher_disconnected_at.get_or_insert(self.now);
+            }
+            Input::IceDisconnected(Pc::Subscriber) => {}
             Input::Disconnected(pc) => {
                 if self.phase == Phase::Joined {
-                    self.fail(Error::Connection(format!(
-                        "the {} connection to the server failed",
-                        match pc {
-                            Pc::Publisher => "publisher",
-                            Pc::Subscriber => "subscriber",
-                        }
-                    )));
+                    let which = match pc {
+                        Pc::Publisher => "publisher",
+                        Pc::Subscriber => "subscriber",
+                    };
+                    self.lost(format!("the {which} peer connection failed"));
                 }
             }
-            Input::RtcFailed(why) => self.fail(Error::Runtime(format!("WebRTC negotiation failed: {why}"))),
+            Input::RtcFailed(why) => {
+                if self.phase == Phase::Joined {
+                    self.lost(format!("WebRTC negotiation failed: {why}"));
+                }
+            }
             Input::KeyframeRequest { mid } => {
                 let found = self.tracks.iter().find_map(|(id, t)| match &t.state {
                     TrackState::Live { mid: m, .. } if *m == mid => Some(*id),
@@ -417,6 +465,14 @@ impl Session {
             return;
         }
         self.phase = Phase::Joined;
+        if let Some(lost) = self.lost_at.take() {
+            tracing::info!(
+                "rejoined the room after {:.1} s ({} attempt(s))",
+                self.now.duration_since(lost).as_secs_f64(),
+                self.reconnect_attempts + 1
+            );
+        }
+        self.reconnect_attempts = 0;
         self.participant_sid = join.participant.map(|p| p.sid);
         if join.ping_interval > 0 {
             self.ping_interval = Duration::from_secs(join.ping_interval as u64);
@@ -513,12 +569,7 @@ impl Session {
                 self.actions.push_back(Action::StopPipeline);
                 self.finish(Err(Error::Removed(format!("the server removed this participant from the room ({reason})"))));
             }
-            _ => {
-                self.actions.push_back(Action::StopPipeline);
-                self.finish(Err(Error::Connection(format!(
-                    "the server asked this participant to reconnect ({reason})"
-                ))));
-            }
+            _ => self.lost(format!("the server asked this participant to reconnect ({reason})")),
         }
     }
 
@@ -631,7 +682,8 @@ impl Session {
         let mut live = Vec::new();
         for (id, track) in &mut self.tracks {
             if let TrackState::Live { sid, .. } = &track.state {
-                if !track.sent_any && track.last_keyframe_request.is_none() {
+                if !track.announced_live {
+                    track.announced_live = true;
                     track.awaiting_keyframe = track.output.kind() == MediaKind::Video;
                     live.push((*id, sid.clone()));
                 }
@@ -699,6 +751,7 @@ impl Session {
                         awaiting_keyframe: false,
                         last_keyframe_request: None,
                         sent_any: false,
+                        announced_live: false,
                     },
                 );
                 self.announce_tracks();
@@ -733,6 +786,14 @@ impl Session {
 
     fn on_tick(&mut self) {
         let now = self.now;
+        if let Phase::Reconnecting { retry_at } = self.phase {
+            if now >= retry_at {
+                self.phase = Phase::Joining;
+                self.last_message = None;
+                self.actions.push_back(Action::Connect { refresh_token: self.refresh_token.clone() });
+            }
+            return;
+        }
         if let Some(at) = self.publish_at {
             if now >= at {
                 self.publish_at = None;
@@ -744,10 +805,16 @@ impl Session {
         }
         if let Some(last) = self.last_message {
             if now.duration_since(last) > self.ping_timeout {
-                self.fail(Error::Connection(format!(
-                    "the server stopped answering (no message for {} s)",
-                    self.ping_timeout.as_secs()
-                )));
+                self.lost(format!("the server stopped answering (no message for {} s)", self.ping_timeout.as_secs()));
+                return;
+            }
+        }
+        if let Some(since) = self.publisher_disconnected_at {
+            if now.duration_since(since) > ICE_DISCONNECTED_TIMEOUT {
+                self.lost(format!(
+                    "media connectivity to the server was lost for {} s",
+                    ICE_DISCONNECTED_TIMEOUT.as_secs()
+                ));
                 return;
             }
         }
@@ -758,7 +825,7 @@ impl Session {
         }
         if let Some((_, since)) = self.neg.in_flight {
             if now.duration_since(since) > ANSWER_TIMEOUT {
-                self.fail(Error::Connection("the server did not answer our offer within 15 s".into()));
+                self.lost("the server did not answer our offer within 15 s".into());
                 return;
             }
         }
@@ -778,10 +845,10 @@ impl Session {
             }
         }
         if let Some(name) = timed_out {
-            self.fail(Error::Connection(format!(
+            self.lost(format!(
                 "the server did not confirm the track for {name} within {} s",
                 TRACK_PUBLISHED_TIMEOUT.as_secs()
-            )));
+            ));
             return;
         }
         for id in retry {
@@ -802,7 +869,7 @@ impl Session {
                     ..Default::default()
                 }));
             }
-            Phase::Joining => {}
+            Phase::Joining | Phase::Reconnecting { .. } => {}
         }
         self.phase = Phase::Leaving;
         if !self.pipeline_stopped {
@@ -810,6 +877,53 @@ impl Session {
             self.actions.push_back(Action::StopPipeline);
         }
         self.finish(result);
+    }
+
+    /// The connection is gone (or unusable). Before the first join this is fatal (a wrong
+    /// URL should fail fast); after it, reconnect with backoff until the attempts or the
+    /// reconnect timeout run out.
+    fn lost(&mut self, why: String) {
+        match self.phase {
+            Phase::Leaving | Phase::Done => return,
+            Phase::Joining if self.participant_sid.is_none() => {
+                self.fail(Error::Connection(why));
+                return;
+            }
+            _ => {}
+        }
+        let lost_at = *self.lost_at.get_or_insert(self.now);
+        if self.phase != Phase::Joined {
+            // An attempt failed.
+            self.reconnect_attempts += 1;
+        }
+        let elapsed = self.now.duration_since(lost_at);
+        if self.reconnect_attempts >= self.config.max_reconnect_attempts || elapsed >= self.config.reconnect_timeout {
+            self.fail(Error::Connection(format!(
+                "gave up reconnecting after {} attempt(s) in {:.0} s: {why}",
+                self.reconnect_attempts,
+                elapsed.as_secs_f64()
+            )));
+            return;
+        }
+        tracing::warn!("{why}; reconnecting");
+        self.actions.push_back(Action::Disconnect);
+        // Every publication starts over on the new connection, with fresh cids.
+        for track in self.tracks.values_mut() {
+            if track.state != TrackState::Ended {
+                track.state = TrackState::Found;
+            }
+            track.awaiting_keyframe = false;
+            track.announced_live = false;
+            track.sent_any = false;
+        }
+        self.neg = Negotiation { next_id: 1, ..Default::default() };
+        self.publisher_connected = false;
+        self.publisher_disconnected_at = None;
+        self.subscriber_remote_set = false;
+        self.pending_candidates.clear();
+        let retry_at = self.now + reconnect_delay(self.reconnect_attempts);
+        let retry_at = retry_at.min(lost_at + self.config.reconnect_timeout);
+        self.phase = Phase::Reconnecting { retry_at };
     }
 
     /// Give up with an error: no leave can be sent (or it makes no sense).
@@ -876,7 +990,9 @@ mod tests {
     impl Harness {
         fn new() -> Harness {
             let now = Instant::now();
-            Harness { s: Session::new(SessionConfig::default(), now, 1), now }
+            let mut s = Session::new(SessionConfig::default(), now, 1);
+            assert_eq!(s.poll_action(), Some(Action::Connect { refresh_token: None }));
+            Harness { s, now }
         }
         fn at(&mut self, ms: u64) -> Instant {
             self.now += Duration::from_millis(ms);
@@ -1140,14 +1256,119 @@ mod tests {
     }
 
     #[test]
-    fn disconnect_during_a_negotiation_ends_once() {
+    fn disconnect_during_a_negotiation_reconnects_and_republishes_with_fresh_cids() {
         let mut h = Harness::new();
-        h.join();
-        h.offer_created(&[]);
+        let (old_cid, _) = live_video(&mut h);
+        let c1 = add_track_cids(&h.added(1, Codec::Opus)).pop().unwrap();
+        h.published(&c1, "TR_A");
+        h.offer_created(&[(&c1, "2")]);
+        // The link drops while that offer is in flight.
         let a = h.feed(Input::SignalClosed("reset".into()));
-        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::CONNECTION);
+        assert!(a.contains(&Action::Disconnect), "{a:?}");
+        assert!(exit_of(&a).is_none());
+        assert!(h.s.route_frame(OutputId(0), true).is_none(), "frames are dropped while disconnected");
         // The answer that was in flight arrives late: ignored.
-        assert!(h.answer(1).is_empty());
+        assert!(h.answer(3).is_empty());
+        let a = h.feed(Input::Tick);
+        assert!(a.iter().any(|x| matches!(x, Action::Connect { .. })), "{a:?}");
+        let a = h.join();
+        let cids = add_track_cids(&a);
+        assert_eq!(cids.len(), 2, "both live tracks are published again: {a:?}");
+        assert!(!cids.contains(&old_cid) && !cids.contains(&c1), "fresh cids");
+        assert!(offers(&a)[0].data_channels, "a new publisher connection");
+    }
+
+    #[test]
+    fn first_connection_failure_is_fatal_but_later_ones_are_retried() {
+        let mut h = Harness::new();
+        let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::CONNECTION);
+
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::SignalClosed("gone".into()));
+        h.feed(Input::Tick);
+        let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+        assert!(exit_of(&a).is_none(), "{a:?}");
+        // Backoff: the second attempt waits 300 ms.
+        assert!(!h.feed(Input::Tick).iter().any(|x| matches!(x, Action::Connect { .. })));
+        h.at(300);
+        assert!(h.feed(Input::Tick).iter().any(|x| matches!(x, Action::Connect { .. })));
+    }
+
+    #[test]
+    fn reconnect_gives_up_after_the_attempts_run_out() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::SignalClosed("gone".into()));
+        let mut exit = None;
+        for _ in 0..200 {
+            h.at(1000);
+            let a = h.feed(Input::Tick);
+            if a.iter().any(|x| matches!(x, Action::Connect { .. })) {
+                let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+                if let Some(e) = exit_of(&a) {
+                    exit = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = exit.expect("gives up").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::CONNECTION);
+        assert!(e.to_string().starts_with("gave up reconnecting"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_token_while_reconnecting_is_an_auth_error() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::SignalClosed("gone".into()));
+        h.feed(Input::Tick);
+        let a = h.feed(Input::SignalConnectFailed(Error::Auth("401".into())));
+        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::AUTH);
+    }
+
+    #[test]
+    fn stop_during_a_reconnect_exits_zero_at_once() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::SignalClosed("gone".into()));
+        let a = h.feed(Input::Stop(StopSource::Signal));
+        assert!(!sent_leave(&a), "no link to send it on");
+        assert_eq!(exit_of(&a), Some(Ok(())));
+    }
+
+    #[test]
+    fn server_resume_or_reconnect_request_rejoins() {
+        for action in [proto::leave_request::Action::Resume, proto::leave_request::Action::Reconnect] {
+            let mut h = Harness::new();
+            live_video(&mut h);
+            let a = h.feed(Input::Signal(Resp::Leave(proto::LeaveRequest {
+                reason: proto::DisconnectReason::StateMismatch as i32,
+                action: action as i32,
+                ..Default::default()
+            })));
+            assert!(a.contains(&Action::Disconnect), "{a:?}");
+            assert!(exit_of(&a).is_none());
+        }
+    }
+
+    #[test]
+    fn ice_disconnected_for_long_reconnects_but_a_short_blip_does_not() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::IceDisconnected(Pc::Publisher));
+        h.at(5_000);
+        h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
+        assert!(!h.feed(Input::Tick).contains(&Action::Disconnect));
+        h.feed(Input::Connected(Pc::Publisher));
+        h.at(20_000);
+        h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
+        assert!(!h.feed(Input::Tick).contains(&Action::Disconnect), "it came back");
+        h.feed(Input::IceDisconnected(Pc::Publisher));
+        h.at(10_500);
+        h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
+        assert!(h.feed(Input::Tick).contains(&Action::Disconnect));
     }
 
     #[test]
@@ -1177,7 +1398,7 @@ mod tests {
         assert!(a.iter().any(|x| matches!(x, Action::Signal(Req::PingReq(_)))), "{a:?}");
         h.at(16_000);
         let a = h.feed(Input::Tick);
-        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::CONNECTION);
+        assert!(a.contains(&Action::Disconnect), "silence means a dead link: reconnect {a:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Pure functions over `gst::Caps`; nothing here changes a pipeline.
 
 use gstreamer as gst;
+
 use crate::media::{Codec, StreamFormat};
 
 /// What a pad's caps say about publishing it.
@@ -45,8 +46,9 @@ pub(crate) fn classify(caps: &gst::CapsRef) -> Verdict {
 }
 
 /// The first structure of `caps` that carries `codec`.
-fn structure_for<'a>(caps: &'a gst::CapsRef, codec: Codec) -> Option<&'a gst::StructureRef> {
-    caps.iter().find(|s| codec_of(s.name().as_str()) == Some(codec))
+fn structure_for(caps: &gst::CapsRef, codec: Codec) -> Option<&gst::StructureRef> {
+    caps.iter()
+        .find(|s| codec_of(s.name().as_str()) == Some(codec))
 }
 
 /// Everything the caps fix about the stream; unfixed fields (ranges, lists) stay `None`.
@@ -191,12 +193,30 @@ mod tests {
 
     #[test]
     fn profile_level_ids() {
-        assert_eq!(h264_profile_level_id("high", "3.1").as_deref(), Some("64001f"));
-        assert_eq!(h264_profile_level_id("constrained-baseline", "3.1").as_deref(), Some("42e01f"));
-        assert_eq!(h264_profile_level_id("baseline", "4").as_deref(), Some("420028"));
-        assert_eq!(h264_profile_level_id("main", "5.2").as_deref(), Some("4d0034"));
-        assert_eq!(h264_profile_level_id("high", "1b").as_deref(), Some("640009"));
-        assert_eq!(h264_profile_level_id("constrained-baseline", "1b").as_deref(), Some("42f00b"));
+        assert_eq!(
+            h264_profile_level_id("high", "3.1").as_deref(),
+            Some("64001f")
+        );
+        assert_eq!(
+            h264_profile_level_id("constrained-baseline", "3.1").as_deref(),
+            Some("42e01f")
+        );
+        assert_eq!(
+            h264_profile_level_id("baseline", "4").as_deref(),
+            Some("420028")
+        );
+        assert_eq!(
+            h264_profile_level_id("main", "5.2").as_deref(),
+            Some("4d0034")
+        );
+        assert_eq!(
+            h264_profile_level_id("high", "1b").as_deref(),
+            Some("640009")
+        );
+        assert_eq!(
+            h264_profile_level_id("constrained-baseline", "1b").as_deref(),
+            Some("42f00b")
+        );
         assert_eq!(h264_profile_level_id("high-4:4:4", "3"), None);
         assert_eq!(h264_profile_level_id("high", "x"), None);
         assert_eq!(h264_profile_level_id("high", "9.1"), None);
@@ -207,7 +227,10 @@ mod tests {
         let c = caps("video/x-h264, profile=(string)main, level=(string)3.1, width=(int)640, height=(int)480, framerate=(fraction)30/1, codec_data=(buffer)0142");
         assert_eq!(classify(&c), Verdict::Publishable(Codec::H264));
         let f = stream_format(&c, Codec::H264);
-        assert_eq!((f.width, f.height, f.framerate), (Some(640), Some(480), Some((30, 1))));
+        assert_eq!(
+            (f.width, f.height, f.framerate),
+            (Some(640), Some(480), Some((30, 1)))
+        );
         assert_eq!(f.h264_profile_level_id.as_deref(), Some("4d001f"));
         assert!(!short_caps(&c, Some(Codec::H264)).contains("codec_data"));
 
@@ -216,7 +239,10 @@ mod tests {
         assert_eq!((f.width, f.h264_profile.as_deref()), (None, None));
 
         assert_eq!(classify(&caps("ANY")), Verdict::Undecided);
-        assert_eq!(classify(&caps("EMPTY")), Verdict::Unsupported(String::new()));
+        assert_eq!(
+            classify(&caps("EMPTY")),
+            Verdict::Unsupported(String::new())
+        );
         assert_eq!(
             classify(&caps("video/x-h265; video/x-vp8")),
             Verdict::Publishable(Codec::Vp8)
@@ -225,7 +251,10 @@ mod tests {
             classify(&caps("audio/mpeg, mpegversion=(int)4")),
             Verdict::Unsupported("audio/mpeg".into())
         );
-        let f = stream_format(&caps("audio/x-opus, rate=(int)48000, channels=(int)2"), Codec::Opus);
+        let f = stream_format(
+            &caps("audio/x-opus, rate=(int)48000, channels=(int)2"),
+            Codec::Opus,
+        );
         assert_eq!((f.sample_rate, f.channels), (Some(48000), Some(2)));
     }
 
@@ -234,7 +263,10 @@ mod tests {
         let m = unsupported_message("videotestsrc0", "src", "video/x-raw", false);
         assert!(m.contains("raw video") && m.contains("x264enc"), "{m}");
         let m = unsupported_message("d", "audio_0", "audio/mpeg", true);
-        assert!(m.contains("opusenc") && m.contains("d.audio_0 ! fakesink"), "{m}");
+        assert!(
+            m.contains("opusenc") && m.contains("d.audio_0 ! fakesink"),
+            "{m}"
+        );
         let m = unsupported_message("x265enc0", "src", "video/x-h265", false);
         assert_eq!(
             m,

@@ -4,9 +4,9 @@
 //! Bins with a behaviour of their own (decodebin, autovideosrc, …) are black boxes: their own
 //! pads count, their insides do not.
 
+use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer::glib;
-use gst::prelude::*;
 
 use crate::error::Error;
 
@@ -27,9 +27,12 @@ pub(crate) fn parse(description: &str) -> Result<gst::Pipeline, Error> {
         ));
     }
     let mut context = gst::ParseContext::new();
-    let element =
-        gst::parse::launch_full(description, Some(&mut context), gst::ParseFlags::FATAL_ERRORS)
-            .map_err(|e| parse_error(description, &e, &context))?;
+    let element = gst::parse::launch_full(
+        description,
+        Some(&mut context),
+        gst::ParseFlags::FATAL_ERRORS,
+    )
+    .map_err(|e| parse_error(description, &e, &context))?;
     match element.downcast::<gst::Pipeline>() {
         Ok(pipeline) => Ok(pipeline),
         Err(element) => {

@@ -5,14 +5,14 @@
 //! with `try_send`, control events on an unbounded channel, and the state lock is never held
 //! while calling into GStreamer.
 
-use gstreamer as gst;
-use gstreamer::glib;
-use gstreamer_app as gst_app;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gst::prelude::*;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 use super::caps::{self, Verdict};
@@ -63,7 +63,9 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-written in a way that
         // matters more than stopping the whole publisher would; keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn set_channels(
@@ -133,7 +135,11 @@ impl Shared {
     }
 
     pub(crate) fn outputs(&self) -> Vec<Output> {
-        self.state().slots.iter().map(|s| s.output.clone()).collect()
+        self.state()
+            .slots
+            .iter()
+            .map(|s| s.output.clone())
+            .collect()
     }
 
     /// True when every output has negotiated caps and no pad still waits for its caps.
@@ -160,7 +166,10 @@ impl Shared {
     fn negotiated(&self, id: OutputId, caps: &gst::CapsRef) {
         let event = {
             let mut state = self.state();
-            let Some(slot) = usize::try_from(id.0).ok().and_then(|i| state.slots.get_mut(i)) else {
+            let Some(slot) = usize::try_from(id.0)
+                .ok()
+                .and_then(|i| state.slots.get_mut(i))
+            else {
                 return;
             };
             let codec = slot.output.codec;
@@ -209,7 +218,9 @@ fn decide(shared: &Arc<Shared>, pad: &gst::Pad, caps: &gst::CapsRef, sometimes: 
 /// not also fail with a less helpful "not-linked".
 fn reject(shared: &Arc<Shared>, pad: &gst::Pad, media_type: &str, sometimes: bool) {
     let (element, pad_name) = inspect::pad_names(pad);
-    shared.emit_error(caps::unsupported_message(&element, &pad_name, media_type, sometimes));
+    shared.emit_error(caps::unsupported_message(
+        &element, &pad_name, media_type, sometimes,
+    ));
     let sink = gst::ElementFactory::make("fakesink")
         .name(format!("{OWN_PREFIX}discard-{element}-{pad_name}"))
         .property("sync", false)
@@ -339,7 +350,10 @@ pub(crate) fn link_chain(
     });
     {
         let mut state = shared.state();
-        if let Some(slot) = usize::try_from(id.0).ok().and_then(|i| state.slots.get_mut(i)) {
+        if let Some(slot) = usize::try_from(id.0)
+            .ok()
+            .and_then(|i| state.slots.get_mut(i))
+        {
             slot.sink_pad = Some(sink_pad.downgrade());
         }
     }
@@ -360,7 +374,9 @@ fn add_and_link(pad: &gst::Pad, chain: &[gst::Element]) -> Result<(), String> {
     bin.add_many(chain).map_err(|e| fail(e.to_string()))?;
     gst::Element::link_many(chain).map_err(|e| fail(e.to_string()))?;
     for element in chain.iter().rev() {
-        element.sync_state_with_parent().map_err(|e| fail(e.to_string()))?;
+        element
+            .sync_state_with_parent()
+            .map_err(|e| fail(e.to_string()))?;
     }
     let head = chain
         .first()
@@ -421,9 +437,58 @@ fn frame_from_sample(id: OutputId, codec: Codec, sample: &gst::Sample) -> Option
     Some(Frame {
         output: id,
         running_time: Duration::from_nanos(running_time.nseconds()),
-        duration: buffer.duration().map(|d| Duration::from_nanos(d.nseconds())),
+        duration: buffer
+            .duration()
+            .map(|d| Duration::from_nanos(d.nseconds())),
         keyframe: codec.kind() == MediaKind::Audio
             || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
         data: data.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn caps_events_become_added_then_changed() {
+        gst::init().expect("GStreamer initialises in unit tests");
+        let shared = Shared::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        shared.set_channels(tx, None);
+        let pad = gst::Pad::builder(gst::PadDirection::Src)
+            .name("src")
+            .build();
+        let template = gst::Caps::from_str("video/x-vp8").expect("caps");
+        let id = shared.add_output(&pad, Codec::Vp8, &template);
+        assert!(!shared.all_negotiated());
+
+        let small =
+            gst::Caps::from_str("video/x-vp8, width=(int)320, height=(int)240").expect("caps");
+        shared.negotiated(id, &small);
+        match rx.try_recv() {
+            Ok(PipelineEvent::OutputAdded(o)) => assert_eq!(o.format.width, Some(320)),
+            other => panic!("expected OutputAdded: {other:?}"),
+        }
+        assert!(shared.all_negotiated());
+        // The same format again (e.g. a caps event that changes nothing we use): no event.
+        let same = gst::Caps::from_str(
+            "video/x-vp8, width=(int)320, height=(int)240, colorimetry=(string)bt601",
+        )
+        .expect("caps");
+        shared.negotiated(id, &same);
+        assert!(rx.try_recv().is_err());
+
+        let large =
+            gst::Caps::from_str("video/x-vp8, width=(int)640, height=(int)480").expect("caps");
+        shared.negotiated(id, &large);
+        match rx.try_recv() {
+            Ok(PipelineEvent::OutputChanged(o)) => {
+                assert_eq!((o.id, o.format.height), (id, Some(480)))
+            }
+            other => panic!("expected OutputChanged: {other:?}"),
+        }
+        assert_eq!(shared.outputs()[0].format.width, Some(640));
+    }
 }
