@@ -127,12 +127,16 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                     }
                     let p = publisher.as_mut().expect("created just above");
                     let input = match p.create_offer(now, &changes) {
-                        Ok((sdp, mids)) => Input::OfferCreated { sdp, mids },
+                        Ok((sdp, mids)) => {
+                            tracing::debug!("publisher offer:\n{sdp}");
+                            Input::OfferCreated { sdp, mids }
+                        }
                         Err(e) => Input::RtcFailed(e),
                     };
                     session.handle(now, input);
                 }
                 Action::ApplyAnswer(sdp) => {
+                    tracing::debug!("publisher answer:\n{sdp}");
                     if let Some(p) = publisher.as_mut() {
                         if let Err(e) = p.accept_answer(now, &sdp) {
                             session.handle(now, Input::RtcFailed(e));

@@ -217,7 +217,7 @@ impl Peer {
             return Err("nothing to negotiate".into());
         };
         self.pending_offer = Some(pending);
-        let sdp = narrow_offer(&offer.to_sdp_string(), &narrow);
+        let sdp = prefer_codecs(&offer.to_sdp_string(), &narrow);
         self.kick(now);
         Ok((sdp, mids))
     }
@@ -390,18 +390,19 @@ fn h264_profile_prefix(id: &str) -> Option<u32> {
     (id.len() == 6).then(|| u32::from_str_radix(&id[..4], 16).ok()).flatten()
 }
 
-/// Narrow each new m-line of an offer to the codec its output really sends.
+/// Put each new m-line's own codec first in the offer.
 ///
-/// str0m offers every configured codec on every m-line; LiveKit takes a track's codec from
-/// the SDP, so each m-line must carry only its own codec (plus that codec's RTX). For H.264,
-/// the payload type with the stream's profile is kept and its fmtp carries the stream's real
-/// profile-level-id.
-pub fn narrow_offer(sdp: &str, media: &[(String, NewMedia)]) -> String {
+/// str0m offers every configured codec on every m-line. LiveKit's server (pion) computes the
+/// codecs it answers with across the whole session, so removing the other codecs from an
+/// m-line does not help: with an H.264 and a VP8 track in one offer it answered the VP8 m-line
+/// with H.264 only. Ordering works: the server puts the track's codec (from
+/// AddTrackRequest.simulcast_codecs) first in its answer and forwards what we send. For
+/// H.264 the payload type with the stream's profile goes first and its fmtp carries the
+/// stream's real profile-level-id.
+pub fn prefer_codecs(sdp: &str, media: &[(String, NewMedia)]) -> String {
     let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let lines: Vec<&str> = sdp.split(eol).collect();
-    // Split into the session part and media sections.
     let mut sections: Vec<Vec<String>> = vec![Vec::new()];
-    for l in lines {
+    for l in sdp.split(eol) {
         if l.starts_with("m=") {
             sections.push(Vec::new());
         }
@@ -412,17 +413,13 @@ pub fn narrow_offer(sdp: &str, media: &[(String, NewMedia)]) -> String {
     for section in sections.iter_mut().skip(1) {
         let Some(mid) = section.iter().find_map(|l| l.strip_prefix("a=mid:")).map(str::to_string) else { continue };
         let Some((_, m)) = media.iter().find(|(id, _)| *id == mid) else { continue };
-        narrow_section(section, m);
+        prefer_in_section(section, m);
     }
-    let mut out: Vec<String> = Vec::new();
-    for s in sections {
-        out.extend(s);
-    }
-    out.join(eol)
+    sections.concat().join(eol)
 }
 
-fn narrow_section(section: &mut Vec<String>, m: &NewMedia) {
-    // pt → (codec name, fmtp)
+fn prefer_in_section(section: &mut [String], m: &NewMedia) {
+    // pt → codec name, pt → fmtp
     let mut names: Vec<(String, String)> = Vec::new();
     let mut fmtp: HashMap<String, String> = HashMap::new();
     for l in section.iter() {
@@ -450,42 +447,29 @@ fn narrow_section(section: &mut Vec<String>, m: &NewMedia) {
         u32::from_str_radix(v, 16).ok().map(|x| x >> 8)
     };
     let primaries: Vec<&String> = names.iter().filter(|(_, n)| n == want).map(|(pt, _)| pt).collect();
-    let primary = primaries
+    let Some(primary) = primaries
         .iter()
         .find(|pt| m.codec != Codec::H264 || profile.is_none() || fmtp_profile(pt) == profile)
         .or(primaries.first())
-        .map(|pt| (*pt).clone());
-    let Some(primary) = primary else { return };
-    let mut keep = vec![primary.clone()];
+        .map(|pt| (*pt).clone())
+    else {
+        return;
+    };
+    let mut first = vec![primary.clone()];
     for (pt, n) in &names {
-        if n == "RTX" && fmtp.get(pt).is_some_and(|f| f.contains(&format!("apt={primary}"))) {
-            keep.push(pt.clone());
+        if n == "RTX" && fmtp.get(pt).is_some_and(|f| f.split(';').any(|kv| kv.trim() == format!("apt={primary}"))) {
+            first.push(pt.clone());
         }
     }
-    let keep_line = |l: &str| -> bool {
-        for prefix in ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"] {
-            if let Some(rest) = l.strip_prefix(prefix) {
-                let pt = rest.split([' ', ':']).next().unwrap_or("");
-                return pt == "*" || keep.iter().any(|k| k == pt);
-            }
-        }
-        true
-    };
-    let mut out = Vec::with_capacity(section.len());
-    for l in section.iter() {
+    for l in section.iter_mut() {
         if let Some(rest) = l.strip_prefix("m=") {
-            let mut parts: Vec<&str> = rest.split(' ').collect();
+            let parts: Vec<&str> = rest.split(' ').collect();
             if parts.len() > 3 {
-                parts.truncate(3);
-                let fmts: Vec<&str> = keep.iter().map(String::as_str).collect();
-                out.push(format!("m={} {}", parts.join(" "), fmts.join(" ")));
-                continue;
+                let mut fmts: Vec<&str> = first.iter().map(String::as_str).collect();
+                fmts.extend(parts[3..].iter().copied().filter(|p| !first.iter().any(|k| k == p)));
+                *l = format!("m={} {}", parts[..3].join(" "), fmts.join(" "));
             }
-        }
-        if !keep_line(l) {
-            continue;
-        }
-        if let (Codec::H264, Some(real), Some(rest)) =
+        } else if let (Codec::H264, Some(real), Some(rest)) =
             (m.codec, m.h264_profile_level_id.as_deref(), l.strip_prefix(&format!("a=fmtp:{primary} ")))
         {
             let params: Vec<String> = rest
@@ -498,12 +482,9 @@ fn narrow_section(section: &mut Vec<String>, m: &NewMedia) {
                     }
                 })
                 .collect();
-            out.push(format!("a=fmtp:{primary} {}", params.join(";")));
-            continue;
+            *l = format!("a=fmtp:{primary} {}", params.join(";"));
         }
-        out.push(l.clone());
     }
-    *section = out;
 }
 
 #[cfg(test)]
@@ -525,21 +506,18 @@ mod tests {
     }
 
     #[test]
-    fn narrows_h264_to_the_stream_profile_with_its_real_level() {
-        let out = narrow_offer(OFFER, &[("1".into(), media(Codec::H264, Some("640028")))]);
-        assert!(out.contains("m=video 9 UDP/TLS/RTP/SAVPF 108 109\r\n"), "{out}");
-        assert!(out.contains("profile-level-id=640028"), "{out}");
-        assert!(!out.contains("VP8"), "{out}");
-        assert!(!out.contains("a=rtpmap:102"), "{out}");
-        assert!(out.contains("a=fmtp:109 apt=108"), "{out}");
+    fn h264_with_the_stream_profile_goes_first_with_its_real_level() {
+        let out = prefer_codecs(OFFER, &[("1".into(), media(Codec::H264, Some("640028")))]);
+        assert!(out.contains("m=video 9 UDP/TLS/RTP/SAVPF 108 109 96 97 102 103\r\n"), "{out}");
+        assert!(out.contains("a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640028"), "{out}");
+        assert!(out.contains("profile-level-id=42e01f"), "other payload types keep theirs: {out}");
     }
 
     #[test]
-    fn narrows_vp8_and_leaves_other_sections_alone() {
-        let out = narrow_offer(OFFER, &[("1".into(), media(Codec::Vp8, None))]);
-        assert!(out.contains("SAVPF 96 97\r\n"), "{out}");
-        assert!(!out.contains("H264"), "{out}");
-        let untouched = narrow_offer(OFFER, &[("2".into(), media(Codec::Vp8, None))]);
+    fn vp8_goes_first_and_other_sections_are_left_alone() {
+        let out = prefer_codecs(OFFER, &[("1".into(), media(Codec::Vp8, None))]);
+        assert!(out.contains("SAVPF 96 97 102 103 108 109\r\n"), "{out}");
+        let untouched = prefer_codecs(OFFER, &[("2".into(), media(Codec::Vp8, None))]);
         assert_eq!(untouched, OFFER);
     }
 

@@ -594,6 +594,13 @@ impl Session {
                 cid: cid.clone(),
                 name: out.element.clone(),
                 disable_red: true,
+                // Tell the server the codec: without it the server guesses from the SDP and,
+                // with two video tracks in one offer, can answer one m-line with the other's codec.
+                simulcast_codecs: vec![proto::SimulcastCodec {
+                    codec: out.codec.mime().to_string(),
+                    cid: cid.clone(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             };
             match out.kind() {

@@ -1,0 +1,231 @@
+//! End to end: the real binary publishes into a real livekit-server, and the independent
+//! subscriber (LiveKit's Python SDK, decoding with libwebrtc) says what it decoded.
+//!
+//! These tests run one at a time (a file-wide lock): each encodes and decodes video in real
+//! time, and two at once on a 2-core machine would measure the machine, not the publisher.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Spawn the publisher with a token in the environment (never on argv), logging to `log`.
+fn publisher(server: &LiveKitServer, token: &str, pipeline: &str, log: &Path, extra: &[&str]) -> ChildGuard {
+    let mut cmd = Command::new(publisher_bin());
+    cmd.env("LIVEKIT_URL", server.url()).env("LIVEKIT_TOKEN", token).args(extra).arg("--");
+    cmd.args(pipeline.split_whitespace());
+    ChildGuard::spawn_logged("publisher", cmd, log)
+}
+
+/// Wait until the subscriber has decoded `frames` frames on `tracks` tracks, then stop it and
+/// return its report.
+fn decode(sub: Subscriber) -> SubscriberReport {
+    sub.wait()
+}
+
+fn sub_args(duration: u32, tracks: u32, frames: u32) -> Vec<String> {
+    vec![
+        "--duration".into(),
+        duration.to_string(),
+        "--wait-tracks".into(),
+        tracks.to_string(),
+        "--exit-after-frames".into(),
+        frames.to_string(),
+    ]
+}
+
+fn spawn_sub(server: &LiveKitServer, room: &str, args: &[String]) -> Subscriber {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Subscriber::spawn(server, room, &a)
+}
+
+/// Stop the publisher with SIGINT and require a clean exit 0 within 2 s.
+fn stop_cleanly(p: &mut ChildGuard, log: &Path) -> Duration {
+    let t = Instant::now();
+    p.signal("INT");
+    let status = p.wait_timeout(Duration::from_secs(2));
+    let took = t.elapsed();
+    let status = status.unwrap_or_else(|| panic!("publisher did not exit within 2 s of SIGINT\n{}", tail_file(log, 30)));
+    assert_eq!(status.code(), Some(0), "publisher exit status after SIGINT\n{}", tail_file(log, 30));
+    took
+}
+
+fn assert_video(report: &SubscriberReport, mime: &str, width: u32, height: u32, min_frames: u64) {
+    let v = report.video_tracks();
+    let t = v
+        .iter()
+        .find(|t| t.mime.eq_ignore_ascii_case(mime))
+        .unwrap_or_else(|| panic!("no {mime} track decoded:\n{}", report.pretty()));
+    assert!(t.frames >= min_frames, "{mime}: {} frames decoded, want >= {min_frames}\n{}", t.frames, report.pretty());
+    assert_eq!((t.width, t.height), (width, height), "{mime} decoded size\n{}", report.pretty());
+}
+
+#[test]
+fn go_readme_h264_example_verbatim_decodes_720p_video_and_opus_audio() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("readme");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let sub = spawn_sub(&server, &room, &sub_args(25, 2, 90));
+    // The Go tool's README example, as a user pastes it (token from the environment).
+    let pipeline = "videotestsrc is-live=true ! \
+        video/x-raw,width=1280,height=720 ! \
+        clockoverlay ! \
+        videoconvert ! \
+        x264enc tune=zerolatency key-int-max=60 bitrate=2000 \
+    audiotestsrc is-live=true ! \
+        audioresample ! \
+        audioconvert ! \
+        opusenc bitrate=64000";
+    let mut p = publisher(&server, &token(&server, &room, "readme-pub", false), pipeline, &log, &[]);
+    let report = decode(sub);
+    stop_cleanly(&mut p, &log);
+    assert_video(&report, "video/H264", 1280, 720, 60);
+    let audio = report.audio_tracks();
+    assert_eq!(audio.len(), 1, "{}", report.pretty());
+    assert!(audio[0].mime.eq_ignore_ascii_case("audio/opus"));
+    assert!(audio[0].audio_seconds >= 2.0, "audio decoded: {} s\n{}", audio[0].audio_seconds, report.pretty());
+    assert_eq!(audio[0].sample_rate, 48_000);
+}
+
+#[test]
+fn bare_x264enc_negotiates_a_profile_browsers_decode() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("bare264");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let sub = spawn_sub(&server, &room, &sub_args(20, 1, 60));
+    // Without our profile constraint this negotiates High 4:4:4, which libwebrtc cannot decode.
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "bare", false),
+        "videotestsrc is-live=true ! video/x-raw,width=640,height=480 ! x264enc",
+        &log,
+        &[],
+    );
+    let report = decode(sub);
+    stop_cleanly(&mut p, &log);
+    assert_video(&report, "video/H264", 640, 480, 60);
+    let t = report.video_tracks()[0];
+    assert!(t.buffer_types.iter().all(|b| b == "i420"), "decoded as 8-bit 4:2:0: {:?}", t.buffer_types);
+}
+
+fn one_codec(name: &str, encoder: &str, mime: &str) {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name(name);
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let sub = spawn_sub(&server, &room, &sub_args(25, 1, 60));
+    let pipeline = format!("videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! {encoder}");
+    let mut p = publisher(&server, &token(&server, &room, name, false), &pipeline, &log, &[]);
+    let report = decode(sub);
+    stop_cleanly(&mut p, &log);
+    assert_video(&report, mime, 640, 360, 60);
+}
+
+#[test]
+fn vp8_decodes() {
+    one_codec("vp8", "vp8enc deadline=1", "video/VP8");
+}
+
+#[test]
+fn vp9_decodes() {
+    // No raw format given: without a profile constraint vp9enc picks 4:4:4 12-bit (profile 3).
+    one_codec("vp9", "vp9enc deadline=1 cpu-used=8", "video/VP9");
+}
+
+#[test]
+fn av1_decodes() {
+    one_codec("av1", "av1enc usage-profile=realtime cpu-used=10", "video/AV1");
+}
+
+#[test]
+fn two_video_outputs_and_one_audio_output_are_three_tracks() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("three");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let sub = spawn_sub(&server, &room, &sub_args(25, 3, 60));
+    let pipeline = "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! x264enc tune=zerolatency name=cam \
+                    videotestsrc is-live=true pattern=ball ! video/x-raw,width=480,height=270 ! vp8enc deadline=1 name=screen \
+                    audiotestsrc is-live=true ! opusenc name=mic";
+    let mut p = publisher(&server, &token(&server, &room, "three", false), pipeline, &log, &[]);
+    let report = decode(sub);
+    stop_cleanly(&mut p, &log);
+    assert_eq!(report.video_tracks().len(), 2, "{}", report.pretty());
+    assert_eq!(report.audio_tracks().len(), 1, "{}", report.pretty());
+    let cam = report.track_named("cam").unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert!(cam.frames >= 60 && (cam.width, cam.height) == (320, 240), "{}", report.pretty());
+    let screen = report.track_named("screen").unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert!(screen.frames >= 60 && (screen.width, screen.height) == (480, 270), "{}", report.pretty());
+    let mic = report.track_named("mic").unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert!(mic.audio_seconds >= 1.0, "{}", report.pretty());
+}
+
+#[test]
+fn token_with_can_subscribe_answers_the_subscriber_offer() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("cansub");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let sub = spawn_sub(&server, &room, &sub_args(20, 1, 60));
+    // canSubscribe makes the subscriber connection primary: the server offers first and the
+    // participant is dropped unless we answer it.
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "cansub", true),
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! vp8enc deadline=1",
+        &log,
+        &[],
+    );
+    let report = decode(sub);
+    stop_cleanly(&mut p, &log);
+    assert_video(&report, "video/VP8", 320, 240, 60);
+}
+
+#[test]
+fn sigint_after_5s_exits_zero_within_2s_and_the_subscriber_sees_the_leave() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("sigint");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let mut sub = spawn_sub(&server, &room, &["--duration".to_string(), "30".to_string()]);
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "leaver", false),
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! vp8enc deadline=1 audiotestsrc is-live=true ! opusenc",
+        &log,
+        &[],
+    );
+    sub.wait_event(Duration::from_secs(20), |e| e["type"] == "first_frame" && e["kind"] == "video")
+        .unwrap_or_else(|| panic!("no video decoded\n{}", tail_file(&log, 30)));
+    std::thread::sleep(Duration::from_secs(5));
+    let sent_wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let took = stop_cleanly(&mut p, &log);
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    let left = sub
+        .wait_event(Duration::from_secs(5), |e| e["type"] == "participant_disconnected" && e["identity"] == "leaver")
+        .unwrap_or_else(|| panic!("subscriber never saw the publisher leave\n{}", tail_file(&log, 30)));
+    // The subscriber stamps each event with wall-clock time when it happens.
+    let seen_after = left["t_wall"].as_f64().expect("t_wall") - sent_wall;
+    assert!(seen_after < 2.0, "leave seen {seen_after:.2} s after SIGINT: {left}");
+    sub.finish();
+    let report = sub.wait();
+    assert!(report.video_tracks().iter().any(|t| t.frames > 0), "{}", report.pretty());
+}
