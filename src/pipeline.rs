@@ -12,6 +12,7 @@
 //! of ours; none of them ever blocks on a channel (frames use `try_send` on a bounded channel
 //! and drops are counted, control events go on an unbounded one).
 
+mod browser;
 mod caps;
 mod inspect;
 mod sink;
@@ -93,6 +94,12 @@ impl Pipeline {
             stopped: false,
             bus_thread: None,
         })
+    }
+
+    /// The underlying GStreamer pipeline, for library users who want to inspect or adjust it
+    /// (e.g. element properties) before [`Pipeline::start`].
+    pub fn gst_pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
     }
 
     /// Outputs known so far, with their format as far as their caps tell (all of it once

@@ -26,6 +26,8 @@ pub(crate) fn parse(description: &str) -> Result<gst::Pipeline, Error> {
             "the pipeline description is empty; give one such as `videotestsrc ! x264enc`".into(),
         ));
     }
+    let description = super::browser::trailing_caps_to_capsfilter(description);
+    let description = description.as_str();
     let mut context = gst::ParseContext::new();
     let element = gst::parse::launch_full(
         description,

@@ -221,6 +221,7 @@ fn reject(shared: &Arc<Shared>, pad: &gst::Pad, media_type: &str, sometimes: boo
     shared.emit_error(caps::unsupported_message(
         &element, &pad_name, media_type, sometimes,
     ));
+    // fakesink is a GstBaseSink: "sync" and "async" exist and are booleans.
     let sink = gst::ElementFactory::make("fakesink")
         .name(format!("{OWN_PREFIX}discard-{element}-{pad_name}"))
         .property("sync", false)
@@ -242,7 +243,9 @@ pub(crate) fn wait_for_caps(shared: &Arc<Shared>, pad: &gst::Pad, sometimes: boo
             return gst::PadProbeReturn::Ok;
         };
         let caps = event.caps_owned();
-        waiting.state().undecided -= 1;
+        let mut state = waiting.state();
+        state.undecided = state.undecided.saturating_sub(1);
+        drop(state);
         match caps::classify(&caps) {
             Verdict::Undecided => reject(&waiting, pad, "ANY", sometimes),
             _ => decide(&waiting, pad, &caps, sometimes),
@@ -250,7 +253,9 @@ pub(crate) fn wait_for_caps(shared: &Arc<Shared>, pad: &gst::Pad, sometimes: boo
         gst::PadProbeReturn::Remove
     });
     if probe.is_none() {
-        shared.state().undecided -= 1;
+        let mut state = shared.state();
+        state.undecided = state.undecided.saturating_sub(1);
+        drop(state);
         let (element, pad_name) = inspect::pad_names(pad);
         shared.emit_error(format!(
             "cannot watch {element}.{pad_name} for its format; add a caps filter after it, e.g. `! video/x-h264`"
@@ -303,6 +308,7 @@ pub(crate) fn link_chain(
     codec: Codec,
     running: bool,
 ) -> Result<(), String> {
+    super::browser::prepare_encoder(pad, codec);
     let mut chain = Vec::new();
     match codec {
         Codec::H264 => {

@@ -1,0 +1,144 @@
+//! Steering encoders towards streams browsers (and libwebrtc) actually decode.
+//!
+//! WebRTC decoders take 8-bit 4:2:0 video without B-frames. GStreamer's encoders happily
+//! negotiate 4:4:4 or 10/12-bit input when the source offers it (`videotestsrc ! vp9enc`
+//! picks Y444_12LE, VP9 profile 3; `av1enc` picks Y444, AV1 High), and `x264enc` uses its
+//! preset's B-frames unless told otherwise. Such streams publish fine and never play. This
+//! module finds the encoder behind an output and nudges it, without overriding anything the
+//! user set explicitly:
+//!
+//! - the encoder's input caps queries are narrowed to 8-bit 4:2:0 formats whenever upstream
+//!   can provide one (an explicit `format=Y444` upstream is left alone);
+//! - `x264enc` gets `bframes=0` stated explicitly when the user left it at its default.
+//!
+//! It also rewrites a trailing caps string (`x264enc ! video/x-h264,profile=main`), which
+//! gst-launch syntax only accepts between two elements, into a capsfilter.
+
+use gst::prelude::*;
+use gstreamer as gst;
+
+use crate::media::Codec;
+
+/// Raw formats every WebRTC decoder handles.
+const DECODABLE_FORMATS: [&str; 3] = ["I420", "NV12", "YV12"];
+
+/// Find the encoder that produces `pad`'s stream, walking upstream through single-input
+/// elements (queue, capsfilter, parsers, tee…).
+pub(crate) fn encoder_of(pad: &gst::Pad) -> Option<gst::Element> {
+    let mut element = pad.parent_element()?;
+    for _ in 0..32 {
+        let klass = element.factory().map(|f| f.metadata("klass").unwrap_or_default().to_string()).unwrap_or_default();
+        if klass.contains("Encoder") {
+            return Some(element);
+        }
+        let sinks = element.sink_pads();
+        let [sink] = sinks.as_slice() else { return None };
+        element = sink.peer()?.parent_element()?;
+    }
+    None
+}
+
+/// Prepare the encoder behind a video output (no-op for audio or when there is none).
+pub(crate) fn prepare_encoder(pad: &gst::Pad, codec: Codec) {
+    if codec == Codec::Opus {
+        return;
+    }
+    let Some(encoder) = encoder_of(pad) else { return };
+    if let Some(sink) = encoder.static_pad("sink") {
+        narrow_input_to_420(&sink);
+    }
+    let factory = encoder.factory().map(|f| f.name().to_string()).unwrap_or_default();
+    if factory == "x264enc" {
+        if let Some(bframes) = encoder.find_property("bframes").map(|_| encoder.property::<u32>("bframes")) {
+            if bframes == 0 {
+                // x264enc only passes explicitly set options to x264; its preset's B-frames
+                // apply otherwise. Stating the default makes it stick.
+                encoder.set_property("bframes", 0u32);
+                tracing::debug!("{}: B-frames off (WebRTC decoders cannot reorder frames)", encoder.name());
+            } else {
+                tracing::warn!(
+                    "{} sends B-frames (bframes={bframes}): subscribers will stutter or drop frames; set bframes=0",
+                    encoder.name()
+                );
+            }
+        }
+    }
+}
+
+/// Answer the encoder's caps queries with 8-bit 4:2:0 formats first, or only, when upstream
+/// (the query's filter) allows one.
+fn narrow_input_to_420(sink: &gst::Pad) {
+    let decodable = gst::Caps::builder("video/x-raw").field("format", gst::List::new(DECODABLE_FORMATS)).build();
+    sink.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM | gst::PadProbeType::PULL, move |_, info| {
+        if let Some(query) = info.query_mut() {
+            if let gst::QueryViewMut::Caps(q) = query.view_mut() {
+                let Some(result) = q.result_owned() else { return gst::PadProbeReturn::Ok };
+                let narrowed = result.intersect_with_mode(&decodable, gst::CapsIntersectMode::First);
+                let allowed = match q.filter_owned() {
+                    Some(filter) => !narrowed.intersect(&filter).is_empty(),
+                    None => true,
+                };
+                if !narrowed.is_empty() && allowed {
+                    q.set_result(&narrowed);
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Rewrite caps strings that end a branch (`… ! video/x-h264,profile=main` followed by the end
+/// or by another element) into `capsfilter caps="…"`, which gst-launch accepts anywhere.
+pub(crate) fn trailing_caps_to_capsfilter(description: &str) -> String {
+    let tokens: Vec<&str> = description.split_whitespace().collect();
+    if tokens.iter().any(|t| t.contains('"') || t.contains('\'')) {
+        // Quoted values: leave the description to GStreamer's own parser.
+        return description.to_string();
+    }
+    let is_caps = |t: &str| {
+        ["video/", "audio/", "image/", "application/", "text/"].iter().any(|p| t.starts_with(p))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = tokens[i];
+        if i > 0 && tokens[i - 1] == "!" && is_caps(t) {
+            // Caps may continue over words ending in ',' ("video/x-raw, width=640").
+            let mut caps = t.to_string();
+            let mut j = i;
+            while caps.ends_with(',') && j + 1 < tokens.len() {
+                j += 1;
+                caps.push_str(tokens[j]);
+            }
+            let followed_by_link = tokens.get(j + 1).is_some_and(|n| *n == "!" || n.starts_with('!'));
+            if !followed_by_link {
+                out.push(format!("capsfilter caps=\"{caps}\""));
+                i = j + 1;
+                continue;
+            }
+        }
+        out.push(t.to_string());
+        i += 1;
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_caps_become_capsfilters() {
+        assert_eq!(
+            trailing_caps_to_capsfilter("videotestsrc ! x264enc ! video/x-h264,profile=baseline"),
+            "videotestsrc ! x264enc ! capsfilter caps=\"video/x-h264,profile=baseline\""
+        );
+        assert_eq!(
+            trailing_caps_to_capsfilter("videotestsrc ! x264enc ! video/x-h264, profile=main audiotestsrc ! opusenc"),
+            "videotestsrc ! x264enc ! capsfilter caps=\"video/x-h264,profile=main\" audiotestsrc ! opusenc"
+        );
+        // Caps between two elements are left to gst-launch.
+        let mid = "videotestsrc ! video/x-raw,width=320 ! x264enc";
+        assert_eq!(trailing_caps_to_capsfilter(mid), mid);
+    }
+}
