@@ -82,7 +82,7 @@ struct Args {
     quiet: bool,
 
     /// The pipeline, in gst-launch syntax (words are joined with spaces).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PIPELINE")]
+    #[arg(trailing_var_arg = true, value_name = "PIPELINE")]
     pipeline: Vec<String>,
 }
 
