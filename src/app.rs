@@ -16,6 +16,8 @@ use crate::pipeline::{self, Pipeline};
 use crate::rtc::{Datagram, Peer, PeerEvent};
 use crate::session::{Action, Input, Pc, Session, SessionConfig, StopSource};
 use crate::signal::{self, SignalEvent, SignalLink};
+use crate::stats::Stats;
+use std::io::Write as _;
 
 /// How long we give the WebSocket to flush our leave before the process ends.
 const LEAVE_FLUSH: Duration = Duration::from_millis(500);
@@ -79,6 +81,8 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
     let mut subscriber: Option<Peer> = None;
     let mut clock = Clock { base: None };
     let mut peer_events = Vec::new();
+    let mut stats = Stats::new(start);
+    let mut stats_out = StatsOutput::open(&config)?;
 
     loop {
         // Carry out what the core decided.
@@ -170,7 +174,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                     }
                 }
                 Action::RequestKeyframe(id) => pipeline.request_keyframe(id),
-                Action::TrackLive { output, sid } => tracing::info!("output {output} is live as track {sid}"),
+                Action::TrackLive { output, sid } => {
+                    tracing::info!("output {output} is live as track {sid}");
+                    stats.published(output, &sid);
+                }
                 Action::TrackEnded { output } => tracing::info!("output {output} ended; its track is unpublished"),
                 Action::StopPipeline => tokio::task::block_in_place(|| pipeline.stop()),
                 Action::Exit(result) => {
@@ -212,6 +219,12 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                 }
                 PeerEvent::Closed => Input::Disconnected(pc),
                 PeerEvent::KeyframeRequest(mid) => Input::KeyframeRequest { mid },
+                PeerEvent::Egress(mid, egress) => {
+                    if let Some(output) = session.output_for_mid(&mid) {
+                        stats.egress(output, egress);
+                    }
+                    continue;
+                }
             };
             session.handle(now, input);
         }
@@ -267,6 +280,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                 if let Some(ev) = ev {
                     if let PipelineEvent::OutputAdded(o) = &ev {
                         tracing::info!("found output {}", pipeline::describe(o));
+                        stats.output(o);
                     }
                     session.handle(Instant::now(), Input::Pipeline(ev));
                 }
@@ -280,8 +294,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                             let wallclock = clock.wallclock(now, frame.running_time);
                             let codec_rate = session.clock_rate(frame.output).unwrap_or(90_000) as u128;
                             let ticks = (frame.running_time.as_nanos() * codec_rate / 1_000_000_000) as u64;
+                            let bytes = frame.data.len();
                             p.write(now, &mid, wallclock, ticks, frame.data);
                             p.drain_into_tagged(Pc::Publisher, &mut peer_events);
+                            stats.frame_sent(frame.output, bytes, frame.keyframe, frame.captured.elapsed());
                         }
                     }
                 }
@@ -311,6 +327,42 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         }
         if session.next_deadline() <= now {
             session.handle(now, Input::Tick);
+        }
+        if stats.due(now, config.stats_interval) {
+            stats.set_dropped_frames(pipeline.dropped_frames());
+            stats_out.write(&stats.report(now));
+        }
+    }
+}
+
+/// Where statistics go: a JSON-lines file (or stdout) and/or a status line on a terminal.
+struct StatsOutput {
+    json: Option<Box<dyn std::io::Write + Send>>,
+    status_line: bool,
+}
+
+impl StatsOutput {
+    fn open(config: &Config) -> Result<StatsOutput> {
+        use std::io::IsTerminal;
+        let json: Option<Box<dyn std::io::Write + Send>> = match &config.stats_json {
+            None => None,
+            Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+            Some(p) => Some(Box::new(std::io::LineWriter::new(std::fs::File::create(p).map_err(|e| {
+                Error::Usage(format!("cannot write --stats-json {}: {e}", p.display()))
+            })?))),
+        };
+        Ok(StatsOutput { json, status_line: !config.quiet && std::io::stderr().is_terminal() })
+    }
+
+    fn write(&mut self, report: &crate::stats::Report) {
+        if let Some(out) = self.json.as_mut() {
+            if writeln!(out, "{}", report.to_json()).is_err() {
+                tracing::warn!("cannot write statistics any more; --stats-json output stopped");
+                self.json = None;
+            }
+        }
+        if self.status_line && !report.tracks.is_empty() {
+            eprintln!("{}", report.status_line());
         }
     }
 }

@@ -73,6 +73,14 @@ struct Args {
     #[arg(long)]
     dry_run: bool,
 
+    /// Write live statistics as one JSON object per interval to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<std::path::PathBuf>,
+
+    /// Seconds between statistics reports (status line and --stats-json).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    stats_interval: f64,
+
     /// More logging (debug level). Tokens and secrets are never logged.
     #[arg(long, short)]
     verbose: bool,
@@ -150,6 +158,8 @@ pub struct Config {
     pub pipeline: String,
     pub delay: Duration,
     pub reconnect_timeout: Duration,
+    pub stats_json: Option<std::path::PathBuf>,
+    pub stats_interval: Duration,
     pub dry_run: bool,
     pub verbose: bool,
     pub quiet: bool,
@@ -218,6 +228,10 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         d if d.is_finite() && (0.0..=86_400.0).contains(&d) => Duration::from_secs_f64(d),
         d => return Err(Error::Usage(format!("--reconnect-timeout {d} is not a number of seconds between 0 and 86400"))),
     };
+    let stats_interval = match args.stats_interval {
+        d if d.is_finite() && (0.1..=3600.0).contains(&d) => Duration::from_secs_f64(d),
+        d => return Err(Error::Usage(format!("--stats-interval {d} is not a number of seconds between 0.1 and 3600"))),
+    };
     let credentials = credentials(&args, matches)?;
     if credentials.is_none() && !args.dry_run {
         return Err(Error::Usage(
@@ -233,6 +247,8 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         pipeline,
         delay,
         reconnect_timeout,
+        stats_json: args.stats_json.clone(),
+        stats_interval,
         dry_run: args.dry_run,
         verbose: args.verbose,
         quiet: args.quiet,

@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod rtc;
 pub mod session;
 pub mod signal;
+pub mod stats;

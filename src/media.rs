@@ -139,6 +139,8 @@ pub struct Frame {
     /// Encoded data: H.264 as Annex-B byte-stream access units; VP8/VP9 frames; AV1 temporal
     /// units in OBU (low-overhead) format; Opus packets.
     pub data: Vec<u8>,
+    /// When the appsink handed the frame over (for the internal latency figures).
+    pub captured: std::time::Instant,
 }
 
 /// What the pipeline driver reports to the session, besides frames (which travel on their

@@ -39,6 +39,8 @@ pub enum PeerEvent {
     /// The DTLS/SCTP association closed or the peer failed for good.
     Closed,
     KeyframeRequest(String),
+    /// Cumulative egress counters for one sending mid.
+    Egress(String, crate::stats::Egress),
 }
 
 /// One peer connection.
@@ -364,6 +366,18 @@ impl Peer {
                     }
                     Event::IceConnectionStateChange(s) => tracing::debug!(pc = ?self.pc, "ICE {s:?}"),
                     Event::KeyframeRequest(k) => events.push(PeerEvent::KeyframeRequest(k.mid.to_string())),
+                    Event::MediaEgressStats(s) => events.push(PeerEvent::Egress(
+                        s.mid.to_string(),
+                        crate::stats::Egress {
+                            bytes: s.bytes,
+                            packets: s.packets,
+                            firs: s.firs,
+                            plis: s.plis,
+                            nacks: s.nacks,
+                            rtt: s.rtt,
+                            loss: s.loss,
+                        },
+                    )),
                     Event::ChannelOpen(_, label) => tracing::debug!(pc = ?self.pc, "data channel {label} open"),
                     _ => {}
                 },

@@ -300,6 +300,14 @@ impl Session {
         !self.actions.is_empty()
     }
 
+    /// The output whose live track is sent on publisher `mid`.
+    pub fn output_for_mid(&self, mid: &str) -> Option<OutputId> {
+        self.tracks.iter().find_map(|(id, t)| match &t.state {
+            TrackState::Live { mid: m, .. } | TrackState::Negotiating { mid: m, .. } if m == mid => Some(*id),
+            _ => None,
+        })
+    }
+
     /// RTP clock rate of an output's codec.
     pub fn clock_rate(&self, output: OutputId) -> Option<u32> {
         self.tracks.get(&output).map(|t| t.output.codec.clock_rate())

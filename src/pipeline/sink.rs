@@ -449,6 +449,7 @@ fn frame_from_sample(id: OutputId, codec: Codec, sample: &gst::Sample) -> Option
         keyframe: codec.kind() == MediaKind::Audio
             || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
         data: data.to_vec(),
+        captured: std::time::Instant::now(),
     })
 }
 

@@ -1,0 +1,332 @@
+//! Live statistics: what each track is sending, what the server reports back, and how long a
+//! frame takes from the appsink to the socket.
+//!
+//! [`Stats`] is fed by the run loop (frames sent, str0m's per-mid egress reports) and turned
+//! into a [`Report`] every interval: a JSON line for `--stats-json` and a compact status line
+//! for a terminal. It observes; it decides nothing.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::media::{Codec, MediaKind, Output, OutputId};
+
+/// Cumulative counters str0m reports for one sending mid.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Egress {
+    pub bytes: u64,
+    pub packets: u64,
+    pub firs: u64,
+    pub plis: u64,
+    pub nacks: u64,
+    pub rtt: Option<Duration>,
+    pub loss: Option<f32>,
+}
+
+#[derive(Debug, Default)]
+struct TrackStats {
+    name: String,
+    kind: Option<MediaKind>,
+    codec: Option<Codec>,
+    sid: String,
+    frames: u64,
+    keyframes: u64,
+    payload_bytes: u64,
+    /// Values at the start of the current interval.
+    interval_frames: u64,
+    interval_bytes: u64,
+    /// Egress counters of the current publication plus those of earlier ones (a reconnect
+    /// starts str0m's counters from zero).
+    egress: Egress,
+    egress_base: Egress,
+}
+
+/// Aggregates figures between two reports.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    last_report: Instant,
+    tracks: BTreeMap<OutputId, TrackStats>,
+    /// Appsink → socket latencies of the current interval, in microseconds.
+    latencies: Vec<u32>,
+    dropped_frames: u64,
+}
+
+/// Percentiles of one interval's latencies.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Latency {
+    pub p50_us: u32,
+    pub p99_us: u32,
+    pub max_us: u32,
+    pub samples: usize,
+}
+
+impl Stats {
+    pub fn new(now: Instant) -> Stats {
+        Stats { started: now, last_report: now, tracks: BTreeMap::new(), latencies: Vec::new(), dropped_frames: 0 }
+    }
+
+    /// An output became known.
+    pub fn output(&mut self, output: &Output) {
+        let t = self.tracks.entry(output.id).or_default();
+        t.name = output.element.clone();
+        t.kind = Some(output.kind());
+        t.codec = Some(output.codec);
+    }
+
+    /// The output is published as track `sid` (a fresh publication after a reconnect).
+    pub fn published(&mut self, output: OutputId, sid: &str) {
+        let t = self.tracks.entry(output).or_default();
+        t.sid = sid.to_string();
+        // str0m's counters restart with a new peer connection: fold the old ones in.
+        t.egress_base = add(&t.egress_base, &t.egress);
+        t.egress = Egress::default();
+    }
+
+    /// A frame went to the network.
+    pub fn frame_sent(&mut self, output: OutputId, bytes: usize, keyframe: bool, latency: Duration) {
+        let t = self.tracks.entry(output).or_default();
+        t.frames += 1;
+        t.payload_bytes += bytes as u64;
+        if keyframe && t.kind == Some(MediaKind::Video) {
+            t.keyframes += 1;
+        }
+        if self.latencies.len() < 1_000_000 {
+            self.latencies.push(latency.as_micros().min(u32::MAX as u128) as u32);
+        }
+    }
+
+    /// str0m's cumulative egress counters for the mid that carries `output`.
+    pub fn egress(&mut self, output: OutputId, egress: Egress) {
+        self.tracks.entry(output).or_default().egress = egress;
+    }
+
+    pub fn set_dropped_frames(&mut self, dropped: u64) {
+        self.dropped_frames = dropped;
+    }
+
+    pub fn due(&self, now: Instant, interval: Duration) -> bool {
+        now.duration_since(self.last_report) >= interval
+    }
+
+    /// Close the interval and report it.
+    pub fn report(&mut self, now: Instant) -> Report {
+        let secs = now.duration_since(self.last_report).as_secs_f64().max(1e-3);
+        self.last_report = now;
+        let latency = percentiles(&mut self.latencies);
+        self.latencies.clear();
+        let tracks = self
+            .tracks
+            .iter_mut()
+            .map(|(id, t)| {
+                let frames = t.frames - t.interval_frames;
+                let bytes = t.payload_bytes - t.interval_bytes;
+                t.interval_frames = t.frames;
+                t.interval_bytes = t.payload_bytes;
+                let total = add(&t.egress_base, &t.egress);
+                TrackReport {
+                    output: *id,
+                    name: t.name.clone(),
+                    kind: t.kind,
+                    codec: t.codec,
+                    sid: t.sid.clone(),
+                    bitrate_bps: (bytes as f64 * 8.0 / secs).round() as u64,
+                    fps: frames as f64 / secs,
+                    frames_sent: t.frames,
+                    keyframes_sent: t.keyframes,
+                    bytes_sent: total.bytes,
+                    packets_sent: total.packets,
+                    plis: total.plis,
+                    firs: total.firs,
+                    nacks: total.nacks,
+                    rtt_ms: t.egress.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    loss: t.egress.loss,
+                }
+            })
+            .collect();
+        Report { elapsed: now.duration_since(self.started), interval: secs, tracks, latency, dropped_frames: self.dropped_frames }
+    }
+}
+
+fn add(a: &Egress, b: &Egress) -> Egress {
+    Egress {
+        bytes: a.bytes + b.bytes,
+        packets: a.packets + b.packets,
+        firs: a.firs + b.firs,
+        plis: a.plis + b.plis,
+        nacks: a.nacks + b.nacks,
+        rtt: b.rtt.or(a.rtt),
+        loss: b.loss.or(a.loss),
+    }
+}
+
+fn percentiles(samples: &mut [u32]) -> Latency {
+    if samples.is_empty() {
+        return Latency::default();
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Latency { p50_us: at(0.5), p99_us: at(0.99), max_us: samples[samples.len() - 1], samples: samples.len() }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackReport {
+    pub output: OutputId,
+    pub name: String,
+    pub kind: Option<MediaKind>,
+    pub codec: Option<Codec>,
+    pub sid: String,
+    /// Encoded payload bitrate over the interval (what the encoder produced and we sent).
+    pub bitrate_bps: u64,
+    pub fps: f64,
+    pub frames_sent: u64,
+    pub keyframes_sent: u64,
+    /// RTP bytes/packets including headers and retransmissions, as str0m counts them.
+    pub bytes_sent: u64,
+    pub packets_sent: u64,
+    pub plis: u64,
+    pub firs: u64,
+    pub nacks: u64,
+    pub rtt_ms: Option<f64>,
+    /// Fraction lost, as the receiver reports it.
+    pub loss: Option<f32>,
+}
+
+/// One interval's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub elapsed: Duration,
+    pub interval: f64,
+    pub tracks: Vec<TrackReport>,
+    pub latency: Latency,
+    pub dropped_frames: u64,
+}
+
+impl Report {
+    /// One JSON object (for `--stats-json`, one per line).
+    pub fn to_json(&self) -> Value {
+        let tracks: Vec<Value> = self
+            .tracks
+            .iter()
+            .map(|t| {
+                json!({
+                    "output": t.output.0,
+                    "name": t.name,
+                    "kind": t.kind.map(|k| k.to_string()),
+                    "codec": t.codec.map(|c| c.name()),
+                    "sid": t.sid,
+                    "bitrate_bps": t.bitrate_bps,
+                    "fps": (t.fps * 100.0).round() / 100.0,
+                    "frames_sent": t.frames_sent,
+                    "keyframes_sent": t.keyframes_sent,
+                    "bytes_sent": t.bytes_sent,
+                    "packets_sent": t.packets_sent,
+                    "pli": t.plis,
+                    "fir": t.firs,
+                    "nack": t.nacks,
+                    "rtt_ms": t.rtt_ms,
+                    "loss": t.loss,
+                })
+            })
+            .collect();
+        json!({
+            "t": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            "interval_s": (self.interval * 1000.0).round() / 1000.0,
+            "tracks": tracks,
+            "latency_us": {
+                "p50": self.latency.p50_us,
+                "p99": self.latency.p99_us,
+                "max": self.latency.max_us,
+                "samples": self.latency.samples,
+            },
+            "dropped_frames": self.dropped_frames,
+        })
+    }
+
+    /// A compact line for a terminal.
+    pub fn status_line(&self) -> String {
+        let mut parts = Vec::new();
+        for t in &self.tracks {
+            let rate = if t.bitrate_bps >= 1_000_000 {
+                format!("{:.2} Mb/s", t.bitrate_bps as f64 / 1e6)
+            } else {
+                format!("{} kb/s", t.bitrate_bps / 1000)
+            };
+            let codec = t.codec.map(|c| c.name()).unwrap_or("?");
+            if t.kind == Some(MediaKind::Video) {
+                parts.push(format!(
+                    "{} {codec} {rate} {:.0} fps kf {} pli {} nack {}",
+                    t.name, t.fps, t.keyframes_sent, t.plis + t.firs, t.nacks
+                ));
+            } else {
+                parts.push(format!("{} {codec} {rate}", t.name));
+            }
+        }
+        let rtt = self.tracks.iter().find_map(|t| t.rtt_ms).map(|r| format!(" | rtt {r:.0} ms")).unwrap_or_default();
+        let loss = self
+            .tracks
+            .iter()
+            .filter_map(|t| t.loss)
+            .fold(None, |m: Option<f32>, l| Some(m.map_or(l, |m| m.max(l))))
+            .map(|l| format!(" loss {:.1}%", l * 100.0))
+            .unwrap_or_default();
+        format!("{}{rtt}{loss}", parts.join(" | "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::StreamFormat;
+
+    fn out(id: u32, codec: Codec) -> Output {
+        Output {
+            id: OutputId(id),
+            element: format!("e{id}"),
+            pad: "src".into(),
+            codec,
+            format: StreamFormat::default(),
+            caps: String::new(),
+        }
+    }
+
+    #[test]
+    fn bitrate_fps_and_latency_per_interval() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        s.output(&out(0, Codec::H264));
+        s.published(OutputId(0), "TR_V");
+        for i in 0..30 {
+            s.frame_sent(OutputId(0), 1000, i == 0, Duration::from_micros(100 + i));
+        }
+        let r = s.report(t0 + Duration::from_secs(1));
+        let t = &r.tracks[0];
+        assert_eq!(t.bitrate_bps, 240_000);
+        assert!((t.fps - 30.0).abs() < 0.01);
+        assert_eq!(t.keyframes_sent, 1);
+        assert_eq!(r.latency.samples, 30);
+        assert_eq!(r.latency.p50_us, 115);
+        assert_eq!(r.latency.p99_us, 129);
+        // The next interval starts from zero.
+        let r = s.report(t0 + Duration::from_secs(2));
+        assert_eq!(r.tracks[0].bitrate_bps, 0);
+        assert_eq!(r.latency.samples, 0);
+        assert_eq!(r.to_json()["tracks"][0]["frames_sent"], 30);
+    }
+
+    #[test]
+    fn egress_counters_survive_a_new_publication() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        s.output(&out(0, Codec::Vp8));
+        s.published(OutputId(0), "TR_1");
+        s.egress(OutputId(0), Egress { plis: 2, nacks: 5, bytes: 100, ..Default::default() });
+        s.published(OutputId(0), "TR_2");
+        s.egress(OutputId(0), Egress { plis: 1, bytes: 10, ..Default::default() });
+        let r = s.report(t0 + Duration::from_secs(1));
+        assert_eq!((r.tracks[0].plis, r.tracks[0].nacks, r.tracks[0].bytes_sent), (3, 5, 110));
+        assert_eq!(r.tracks[0].sid, "TR_2");
+        assert!(r.status_line().contains("pli 3"), "{}", r.status_line());
+    }
+}
