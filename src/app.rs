@@ -31,6 +31,26 @@ pub fn dry_run(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Every `--track` must select an output: a typo would otherwise be lost silently. Outputs
+/// that appear later (sometimes-pads) cannot be checked yet; those specs are only warned about.
+fn check_track_specs(config: &Config, outputs: &[crate::media::Output]) -> Result<()> {
+    for spec in &config.tracks {
+        if !outputs.iter().any(|o| spec.selects(o)) {
+            let names: Vec<String> = outputs.iter().map(|o| format!("{}.{}", o.element, o.pad)).collect();
+            if outputs.is_empty() {
+                tracing::warn!("--track {}: no output is known yet; it applies if one appears", spec.selector);
+            } else {
+                return Err(Error::Usage(format!(
+                    "--track {}: no output of that name; the outputs are {} (name elements with name=)",
+                    spec.selector,
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Maps buffer running time to RTP time and wallclock, one mapping for every track so that
 /// audio and video stay in sync.
 struct Clock {
@@ -52,9 +72,11 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         .clone()
         .ok_or_else(|| Error::Usage("no credentials".into()))?;
     let mut pipeline = Pipeline::new(&config.pipeline)?;
-    for o in pipeline.outputs() {
-        tracing::info!("output {}", pipeline::describe(&o));
+    let known = pipeline.outputs();
+    for o in &known {
+        tracing::info!("output {}", pipeline::describe(o));
     }
+    check_track_specs(&config, &known)?;
 
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<PipelineEvent>();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(256);
@@ -70,6 +92,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         SessionConfig {
             publish_delay: config.delay,
             reconnect_timeout: config.reconnect_timeout,
+            tracks: config.tracks.clone(),
             ..SessionConfig::default()
         },
         start,

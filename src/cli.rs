@@ -73,6 +73,13 @@ struct Args {
     #[arg(long)]
     dry_run: bool,
 
+    /// Name and source of an output's track, by element name (or element.pad):
+    /// `--track cam=name:Camera,source:camera`. Sources: camera, microphone, screen_share,
+    /// screen_share_audio. Repeatable. Default: named after the element, video is camera,
+    /// audio is microphone.
+    #[arg(long = "track", value_name = "ELEMENT=name:NAME,source:SOURCE")]
+    tracks: Vec<String>,
+
     /// Write live statistics as one JSON object per interval to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     stats_json: Option<std::path::PathBuf>,
@@ -158,6 +165,7 @@ pub struct Config {
     pub pipeline: String,
     pub delay: Duration,
     pub reconnect_timeout: Duration,
+    pub tracks: Vec<crate::media::TrackSpec>,
     pub stats_json: Option<std::path::PathBuf>,
     pub stats_interval: Duration,
     pub dry_run: bool,
@@ -232,6 +240,11 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         d if d.is_finite() && (0.1..=3600.0).contains(&d) => Duration::from_secs_f64(d),
         d => return Err(Error::Usage(format!("--stats-interval {d} is not a number of seconds between 0.1 and 3600"))),
     };
+    let tracks = args
+        .tracks
+        .iter()
+        .map(|t| crate::media::TrackSpec::parse(t).map_err(Error::Usage))
+        .collect::<Result<Vec<_>>>()?;
     let credentials = credentials(&args, matches)?;
     if credentials.is_none() && !args.dry_run {
         return Err(Error::Usage(
@@ -247,6 +260,7 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         pipeline,
         delay,
         reconnect_timeout,
+        tracks,
         stats_json: args.stats_json.clone(),
         stats_interval,
         dry_run: args.dry_run,

@@ -159,3 +159,105 @@ pub enum PipelineEvent {
     /// A fatal pipeline error, as one line naming the element.
     Error(String),
 }
+
+/// What a subscriber is told a track is (LiveKit's TrackSource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Camera,
+    Microphone,
+    ScreenShare,
+    ScreenShareAudio,
+}
+
+impl Source {
+    pub fn parse(text: &str) -> Option<Source> {
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "camera" => Some(Source::Camera),
+            "microphone" | "mic" => Some(Source::Microphone),
+            "screen_share" | "screenshare" | "screen" => Some(Source::ScreenShare),
+            "screen_share_audio" | "screenshare_audio" | "screen_audio" => Some(Source::ScreenShareAudio),
+            _ => None,
+        }
+    }
+
+    /// The default for a kind: video is a camera, audio a microphone.
+    pub fn default_for(kind: MediaKind) -> Source {
+        match kind {
+            MediaKind::Video => Source::Camera,
+            MediaKind::Audio => Source::Microphone,
+        }
+    }
+}
+
+/// `--track SELECTOR=name:NAME,source:SOURCE`: how one output is presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackSpec {
+    /// An element name (`cam`) or `element.pad` (`demux.video_0`).
+    pub selector: String,
+    pub name: Option<String>,
+    pub source: Option<Source>,
+}
+
+impl TrackSpec {
+    /// Parse `SELECTOR=name:NAME,source:SOURCE` (either key may be left out).
+    pub fn parse(text: &str) -> Result<TrackSpec, String> {
+        let usage = "expected SELECTOR=name:NAME,source:SOURCE, e.g. `--track cam=name:Camera,source:camera`";
+        let (selector, rest) = text.split_once('=').ok_or_else(|| format!("--track {text:?}: {usage}"))?;
+        let selector = selector.trim();
+        if selector.is_empty() {
+            return Err(format!("--track {text:?}: the selector before '=' is empty; {usage}"));
+        }
+        let mut spec = TrackSpec { selector: selector.to_string(), name: None, source: None };
+        for part in rest.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part.split_once(':').ok_or_else(|| format!("--track {text:?}: {part:?} is not key:value; {usage}"))?;
+            match key.trim() {
+                "name" => spec.name = Some(value.trim().to_string()),
+                "source" => {
+                    spec.source = Some(Source::parse(value).ok_or_else(|| {
+                        format!(
+                            "--track {text:?}: unknown source {value:?}; use camera, microphone, screen_share or screen_share_audio"
+                        )
+                    })?)
+                }
+                other => return Err(format!("--track {text:?}: unknown key {other:?}; use name: and source:")),
+            }
+        }
+        if spec.name.is_none() && spec.source.is_none() {
+            return Err(format!("--track {text:?}: give name: and/or source:; {usage}"));
+        }
+        Ok(spec)
+    }
+
+    /// Does this spec select `output`?
+    pub fn selects(&self, output: &Output) -> bool {
+        self.selector == output.element || self.selector == format!("{}.{}", output.element, output.pad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_specs_parse_and_select() {
+        let s = TrackSpec::parse("screen=name:Screen,source:screen_share").unwrap();
+        assert_eq!(s.selector, "screen");
+        assert_eq!(s.name.as_deref(), Some("Screen"));
+        assert_eq!(s.source, Some(Source::ScreenShare));
+        let o = Output {
+            id: OutputId(0),
+            element: "screen".into(),
+            pad: "src".into(),
+            codec: Codec::Vp8,
+            format: StreamFormat::default(),
+            caps: String::new(),
+        };
+        assert!(s.selects(&o));
+        assert!(TrackSpec::parse("screen.src=source:camera").unwrap().selects(&o));
+        assert!(!TrackSpec::parse("cam=name:x").unwrap().selects(&o));
+        assert!(TrackSpec::parse("cam=source:tv").unwrap_err().contains("screen_share"));
+        assert!(TrackSpec::parse("cam").is_err());
+        assert!(TrackSpec::parse("=name:x").is_err());
+        assert!(TrackSpec::parse("cam=colour:red").is_err());
+    }
+}

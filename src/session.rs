@@ -16,7 +16,7 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 
 use crate::error::Error;
-use crate::media::{Codec, MediaKind, Output, OutputId, PipelineEvent};
+use crate::media::{Codec, MediaKind, Output, OutputId, PipelineEvent, Source};
 
 /// How long the server may take to answer an AddTrackRequest (both LiveKit SDKs use 10 s).
 pub const TRACK_PUBLISHED_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,6 +209,8 @@ pub struct SessionConfig {
     pub reconnect_timeout: Duration,
     /// Give up after this many failed attempts in a row.
     pub max_reconnect_attempts: u32,
+    /// `--track`: names and sources per output.
+    pub tracks: Vec<crate::media::TrackSpec>,
 }
 
 impl Default for SessionConfig {
@@ -217,6 +219,7 @@ impl Default for SessionConfig {
             publish_delay: Duration::ZERO,
             reconnect_timeout: Duration::from_secs(60),
             max_reconnect_attempts: 10,
+            tracks: Vec::new(),
         }
     }
 }
@@ -598,9 +601,12 @@ impl Session {
             let cid = format!("TR_{}{:04}", self.cid_prefix, self.cid_counter);
             let track = self.tracks.get_mut(&id).expect("id comes from the map");
             let out = &track.output;
+            let spec = self.config.tracks.iter().find(|s| s.selects(out));
+            let name = spec.and_then(|s| s.name.clone()).unwrap_or_else(|| out.element.clone());
+            let source = spec.and_then(|s| s.source).unwrap_or(Source::default_for(out.kind()));
             let mut req = proto::AddTrackRequest {
                 cid: cid.clone(),
-                name: out.element.clone(),
+                name,
                 disable_red: true,
                 // Tell the server the codec: without it the server guesses from the SDP and,
                 // with two video tracks in one offer, can answer one m-line with the other's codec.
@@ -614,7 +620,6 @@ impl Session {
             match out.kind() {
                 MediaKind::Video => {
                     req.r#type = proto::TrackType::Video as i32;
-                    req.source = proto::TrackSource::Camera as i32;
                     req.width = out.format.width.unwrap_or(0);
                     req.height = out.format.height.unwrap_or(0);
                     req.layers = vec![proto::VideoLayer {
@@ -626,12 +631,17 @@ impl Session {
                 }
                 MediaKind::Audio => {
                     req.r#type = proto::TrackType::Audio as i32;
-                    req.source = proto::TrackSource::Microphone as i32;
                     if out.format.channels.unwrap_or(1) >= 2 {
                         req.audio_features.push(proto::AudioTrackFeature::TfStereo as i32);
                     }
                 }
             }
+            req.source = match source {
+                Source::Camera => proto::TrackSource::Camera,
+                Source::Microphone => proto::TrackSource::Microphone,
+                Source::ScreenShare => proto::TrackSource::ScreenShare,
+                Source::ScreenShareAudio => proto::TrackSource::ScreenShareAudio,
+            } as i32;
             track.state = TrackState::Requested { cid, since: self.now };
             self.actions.push_back(Action::Signal(Req::AddTrack(req)));
         }

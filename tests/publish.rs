@@ -229,3 +229,44 @@ fn sigint_after_5s_exits_zero_within_2s_and_the_subscriber_sees_the_leave() {
     let report = sub.wait();
     assert!(report.video_tracks().iter().any(|t| t.frames > 0), "{}", report.pretty());
 }
+
+#[test]
+fn track_names_and_sources_default_and_mapped() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("names");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let sub = spawn_sub(&server, &room, &sub_args(20, 3, 30));
+    // The README's example: a camera and a screen share from one pipeline, plus a microphone
+    // left with its defaults.
+    let pipeline = "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! vp8enc deadline=1 name=cam \
+                    videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360 ! vp8enc deadline=1 name=screen \
+                    audiotestsrc is-live=true ! opusenc name=mic";
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "names", false),
+        pipeline,
+        &log,
+        &["--track", "cam=name:Camera", "--track", "screen=name:Screen,source:screen_share"],
+    );
+    let report = decode(sub);
+    stop_cleanly(&mut p, &log);
+    let cam = report.track_named("Camera").unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert_eq!(cam.source, "camera");
+    assert!(cam.frames > 0);
+    let screen = report.track_named("Screen").unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert_eq!(screen.source.replace('_', ""), "screenshare", "the SDK spells it SOURCE_SCREENSHARE");
+    assert_eq!((screen.width, screen.height), (640, 360));
+    let mic = report.track_named("mic").unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert_eq!(mic.source, "microphone");
+}
+
+#[test]
+fn a_track_mapping_that_matches_no_output_is_an_error() {
+    let mut cmd = Command::new(publisher_bin());
+    cmd.args(["--dev", "--track", "camm=name:x", "--", "videotestsrc", "is-live=true", "!", "vp8enc", "name=cam"]);
+    let out = run_with_timeout("publisher", cmd, Duration::from_secs(20));
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("camm") && out.stderr.contains("cam.src"), "{}", out.stderr);
+}
