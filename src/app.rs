@@ -105,6 +105,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
     let mut clock = Clock { base: None };
     let mut peer_events = Vec::new();
     let mut stats = Stats::new(start);
+    let mut names = std::collections::HashMap::new();
     let mut stats_out = StatsOutput::open(&config)?;
 
     loop {
@@ -198,10 +199,12 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                 }
                 Action::RequestKeyframe(id) => pipeline.request_keyframe(id),
                 Action::TrackLive { output, sid } => {
-                    tracing::info!("output {output} is live as track {sid}");
+                    tracing::info!("{} is live as track {sid}", names.get(&output).map_or("output", String::as_str));
                     stats.published(output, &sid);
                 }
-                Action::TrackEnded { output } => tracing::info!("output {output} ended; its track is unpublished"),
+                Action::TrackEnded { output } => {
+                    tracing::info!("{} ended; its track is unpublished", names.get(&output).map_or("output", String::as_str))
+                }
                 Action::StopPipeline => tokio::task::block_in_place(|| pipeline.stop()),
                 Action::Exit(result) => {
                     if let Some(l) = link.take() {
@@ -304,6 +307,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                     if let PipelineEvent::OutputAdded(o) = &ev {
                         tracing::info!("found output {}", pipeline::describe(o));
                         stats.output(o);
+                        names.insert(o.id, format!("{}.{}", o.element, o.pad));
                     }
                     session.handle(Instant::now(), Input::Pipeline(ev));
                 }

@@ -90,5 +90,11 @@ fn init_logging(verbose: bool, quiet: bool) {
         "warn,gstreamer_publisher=info"
     };
     let filter = EnvFilter::try_from_env("GST_PUBLISHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
