@@ -364,6 +364,12 @@ impl Peer {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         events.push(PeerEvent::Disconnected);
                     }
+                    Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
+                        if self.connected =>
+                    {
+                        // Connectivity came back after a loss.
+                        events.push(PeerEvent::Connected);
+                    }
                     Event::IceConnectionStateChange(s) => tracing::debug!(pc = ?self.pc, "ICE {s:?}"),
                     Event::KeyframeRequest(k) => events.push(PeerEvent::KeyframeRequest(k.mid.to_string())),
                     Event::MediaEgressStats(s) => events.push(PeerEvent::Egress(

@@ -218,15 +218,17 @@ impl Default for SessionConfig {
         SessionConfig {
             publish_delay: Duration::ZERO,
             reconnect_timeout: Duration::from_secs(60),
-            max_reconnect_attempts: 10,
+            // The timeout is the real bound; this only stops a runaway loop.
+            max_reconnect_attempts: 100,
             tracks: Vec::new(),
         }
     }
 }
 
-/// Delay before reconnect attempt `n` (0-based), as the LiveKit SDKs do: n² × 300 ms.
+/// Delay before reconnect attempt `n` (0-based): n² × 300 ms as the LiveKit SDKs do, but
+/// never more than 2 s, so a server that comes back is found within 2 s.
 pub fn reconnect_delay(attempt: u32) -> Duration {
-    Duration::from_millis(300 * u64::from(attempt.min(100)).pow(2))
+    Duration::from_millis((300 * u64::from(attempt.min(100)).pow(2)).min(2_000))
 }
 
 /// The session core. See the module docs.
@@ -1322,7 +1324,16 @@ mod tests {
     }
 
     #[test]
-    fn reconnect_gives_up_after_the_attempts_run_out() {
+    fn reconnect_backoff_is_quadratic_and_capped() {
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::from_millis(300));
+        assert_eq!(reconnect_delay(2), Duration::from_millis(1200));
+        assert_eq!(reconnect_delay(3), Duration::from_secs(2));
+        assert_eq!(reconnect_delay(50), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn reconnect_gives_up_when_the_reconnect_timeout_runs_out() {
         let mut h = Harness::new();
         live_video(&mut h);
         h.feed(Input::SignalClosed("gone".into()));

@@ -302,7 +302,13 @@ class Subscriber:
                     st.blank_frames += 1
                     continue
                 first = st.frames == 0
-                st.on_frame(t)
+                gap = st.on_frame(t)
+                if gap > 1.0:
+                    # decoding resumed after a stall (network loss, server freeze)
+                    self.event(
+                        "video_resumed", sid=st.sid, kind="video", identity=st.participant,
+                        gap_seconds=round(gap, 3),
+                    )
                 if [w, h] not in st.sizes:
                     st.sizes.append([w, h])
                 if (w, h) != (st.width, st.height) and not first:
