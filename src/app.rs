@@ -224,6 +224,9 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                         c.abort();
                     }
                     tokio::task::block_in_place(|| pipeline.stop());
+                    // A last report, so --stats-json ends with the totals.
+                    stats.set_dropped_frames(pipeline.dropped_frames());
+                    stats_out.write_final(&stats.report(Instant::now()));
                     let dropped = pipeline.dropped_frames();
                     if dropped > 0 {
                         tracing::debug!(dropped, "frames dropped because the network side fell behind");
@@ -379,6 +382,11 @@ impl StatsOutput {
             })?))),
         };
         Ok(StatsOutput { json, status_line: !config.quiet && std::io::stderr().is_terminal() })
+    }
+
+    fn write_final(&mut self, report: &crate::stats::Report) {
+        self.status_line = false;
+        self.write(report);
     }
 
     fn write(&mut self, report: &crate::stats::Report) {

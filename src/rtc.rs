@@ -55,6 +55,35 @@ pub struct Peer {
     next_timeout: Instant,
     connected: bool,
     recv_tasks: Vec<tokio::task::JoinHandle<()>>,
+    loss: Option<LossInjector>,
+}
+
+/// Test hook: drop this fraction of outgoing media datagrams (RTP/RTCP, never ICE or DTLS), to
+/// exercise NACK/RTX on loopback. Set with `GST_PUBLISHER_TEST_OUTGOING_LOSS=0.05`; logged at
+/// start, off by default.
+struct LossInjector {
+    fraction: f64,
+    rng: rand::rngs::StdRng,
+}
+
+impl LossInjector {
+    fn from_env(pc: Pc) -> Option<LossInjector> {
+        use rand::SeedableRng;
+        let fraction: f64 = std::env::var("GST_PUBLISHER_TEST_OUTGOING_LOSS").ok()?.parse().ok()?;
+        if !(0.0..1.0).contains(&fraction) || fraction == 0.0 || pc != Pc::Publisher {
+            return None;
+        }
+        tracing::warn!("test hook: dropping {:.1}% of outgoing media packets", fraction * 100.0);
+        Some(LossInjector { fraction, rng: rand::rngs::StdRng::seed_from_u64(0x5eed) })
+    }
+
+    fn drop_it(&mut self, datagram: &[u8]) -> bool {
+        use rand::Rng;
+        // RTP and RTCP start with version 2 (first byte 128..=191); STUN starts with 0 or 1,
+        // DTLS with 20..=63.
+        let media = datagram.first().is_some_and(|b| (128..=191).contains(b));
+        media && self.rng.random::<f64>() < self.fraction
+    }
 }
 
 impl Drop for Peer {
@@ -168,6 +197,7 @@ impl Peer {
             next_timeout: now,
             connected: false,
             recv_tasks,
+            loss: LossInjector::from_env(pc),
         })
     }
 
@@ -351,6 +381,9 @@ impl Peer {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
+                    if self.loss.as_mut().is_some_and(|l| l.drop_it(&t.contents)) {
+                        continue;
+                    }
                     if let Some((_, s)) = self.sockets.iter().find(|(a, _)| *a == t.source) {
                         // Non-blocking: a full socket buffer drops the datagram, as a network would.
                         let _ = s.try_send_to(&t.contents, t.destination);
