@@ -113,7 +113,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         while let Some(action) = session.poll_action() {
             let now = Instant::now();
             match action {
-                Action::Connect { refresh_token } => {
+                Action::Connect { refresh_token, resume } => {
                     if let Some(c) = connecting.take() {
                         c.abort();
                     }
@@ -124,7 +124,15 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                         _ => credentials.token(),
                     };
                     let url = config.url.clone();
-                    connecting = Some(tokio::spawn(async move { signal::connect(&url, &token?, None).await }));
+                    connecting = Some(tokio::spawn(async move { signal::connect(&url, &token?, resume.as_ref()).await }));
+                }
+                Action::CloseSignal => {
+                    if let Some(l) = link.take() {
+                        l.close();
+                    }
+                    if let Some(c) = connecting.take() {
+                        c.abort();
+                    }
                 }
                 Action::Disconnect => {
                     if let Some(l) = link.take() {

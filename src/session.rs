@@ -80,9 +80,12 @@ pub struct OfferChanges {
 /// What the drivers must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Open the signalling connection (first join or full reconnect). `refresh_token` is the
-    /// latest token the server gave us, if any.
-    Connect { refresh_token: Option<String> },
+    /// Open the signalling connection. `refresh_token` is the latest token the server gave
+    /// us, if any; `resume` asks the server to resume the session of this participant (the
+    /// peer connections are kept) instead of joining anew.
+    Connect { refresh_token: Option<String>, resume: Option<crate::signal::Resume> },
+    /// Drop the signalling connection only (a resume follows; the peer connections stay).
+    CloseSignal,
     /// Drop the signalling connection and both peer connections (before a full reconnect).
     Disconnect,
     /// Send a message on the signalling WebSocket.
@@ -260,6 +263,12 @@ pub struct Session {
     lost_at: Option<Instant>,
     /// Publisher ICE lost connectivity at this time (it may come back).
     publisher_disconnected_at: Option<Instant>,
+    /// The current attempt resumes the session (keeps the peer connections) rather than
+    /// joining anew.
+    resuming: bool,
+    /// The last subscriber offer we got and the answer we gave, for SyncState on a resume.
+    last_subscriber_offer: Option<proto::SessionDescription>,
+    last_subscriber_answer: Option<proto::SessionDescription>,
     actions: VecDeque<Action>,
 }
 
@@ -291,7 +300,10 @@ impl Session {
             reconnect_attempts: 0,
             lost_at: None,
             publisher_disconnected_at: None,
-            actions: VecDeque::from([Action::Connect { refresh_token: None }]),
+            resuming: false,
+            last_subscriber_offer: None,
+            last_subscriber_answer: None,
+            actions: VecDeque::from([Action::Connect { refresh_token: None, resume: None }]),
         }
     }
 
@@ -374,6 +386,9 @@ impl Session {
         match input {
             Input::SignalConnected => {}
             Input::SignalConnectFailed(e) => match e {
+                // A resume can be refused for many reasons (the server restarted, the
+                // refresh token expired): a full rejoin is the answer to all of them.
+                _ if self.resuming => self.lost(format!("the session could not be resumed: {e}")),
                 // A refused token will not get better by retrying.
                 Error::Auth(_) | Error::Usage(_) => self.fail(e),
                 other => self.lost(other.to_string()),
@@ -386,18 +401,15 @@ impl Session {
                 if self.phase == Phase::Leaving {
                     self.finish(Ok(()));
                 } else if matches!(self.phase, Phase::Joined | Phase::Joining) {
-                    self.lost(format!("the signalling connection closed: {why}"));
+                    self.lost_signal(format!("the signalling connection closed: {why}"));
                 }
             }
             Input::OfferCreated { sdp, mids } => self.on_offer_created(sdp, mids),
             Input::AnswerCreated { sdp, id } => {
                 if self.phase == Phase::Joined {
-                    self.send(Req::Answer(proto::SessionDescription {
-                        r#type: "answer".into(),
-                        sdp,
-                        id,
-                        ..Default::default()
-                    }));
+                    let answer = proto::SessionDescription { r#type: "answer".into(), sdp, id, ..Default::default() };
+                    self.last_subscriber_answer = Some(answer.clone());
+                    self.send(Req::Answer(answer));
                 }
             }
             Input::Connected(Pc::Publisher) => {
@@ -448,6 +460,7 @@ impl Session {
             Resp::Offer(offer) => {
                 if self.phase == Phase::Joined {
                     self.subscriber_remote_set = true;
+                    self.last_subscriber_offer = Some(offer.clone());
                     self.actions.push_back(Action::AnswerSubscriberOffer { sdp: offer.sdp, id: offer.id });
                     self.flush_candidates();
                 }
@@ -468,6 +481,7 @@ impl Session {
             Resp::RequestResponse(r) => self.on_request_response(r),
             Resp::Leave(leave) => self.on_server_leave(leave),
             Resp::RefreshToken(t) => self.refresh_token = Some(t),
+            Resp::Reconnect(_) => self.on_resumed(),
             Resp::Mute(_) | Resp::Update(_) | Resp::RoomUpdate(_) | Resp::PongResp(_) | Resp::Pong(_) => {}
             _ => {}
         }
@@ -475,6 +489,12 @@ impl Session {
 
     fn on_join(&mut self, join: proto::JoinResponse) {
         if self.phase != Phase::Joining {
+            return;
+        }
+        if self.resuming {
+            // The server started a new session instead of resuming ours: our peer
+            // connections belong to the old one. Start over properly.
+            self.lost("the server did not resume the session".into());
             return;
         }
         self.phase = Phase::Joined;
@@ -817,7 +837,11 @@ impl Session {
             if now >= retry_at {
                 self.phase = Phase::Joining;
                 self.last_message = None;
-                self.actions.push_back(Action::Connect { refresh_token: self.refresh_token.clone() });
+                let resume = self.resuming.then(|| crate::signal::Resume {
+                    participant_sid: self.participant_sid.clone().unwrap_or_default(),
+                    reason: proto::ReconnectReason::RrSignalDisconnected as i32,
+                });
+                self.actions.push_back(Action::Connect { refresh_token: self.refresh_token.clone(), resume });
             }
             return;
         }
@@ -832,7 +856,7 @@ impl Session {
         }
         if let Some(last) = self.last_message {
             if now.duration_since(last) > self.ping_timeout {
-                self.lost(format!("the server stopped answering (no message for {} s)", self.ping_timeout.as_secs()));
+                self.lost_signal(format!("the server stopped answering (no message for {} s)", self.ping_timeout.as_secs()));
                 return;
             }
         }
@@ -919,8 +943,8 @@ impl Session {
             _ => {}
         }
         let lost_at = *self.lost_at.get_or_insert(self.now);
-        if self.phase != Phase::Joined {
-            // An attempt failed.
+        if self.phase != Phase::Joined && !self.resuming {
+            // An attempt failed (a failed resume is followed by a rejoin at once).
             self.reconnect_attempts += 1;
         }
         let elapsed = self.now.duration_since(lost_at);
@@ -933,6 +957,7 @@ impl Session {
             return;
         }
         tracing::warn!("{why}; reconnecting");
+        self.resuming = false;
         self.actions.push_back(Action::Disconnect);
         // Every publication starts over on the new connection, with fresh cids.
         for track in self.tracks.values_mut() {
@@ -951,6 +976,86 @@ impl Session {
         let retry_at = self.now + reconnect_delay(self.reconnect_attempts);
         let retry_at = retry_at.min(lost_at + self.config.reconnect_timeout);
         self.phase = Phase::Reconnecting { retry_at };
+    }
+
+    /// Only the signalling connection is gone. With the media still flowing, resume: a new
+    /// WebSocket for the same participant, the peer connections and every publication kept,
+    /// so subscribers see nothing. Otherwise (never joined, media down too, or a resume that
+    /// already failed) fall back to [`lost`](Self::lost).
+    fn lost_signal(&mut self, why: String) {
+        let can_resume = self.phase == Phase::Joined
+            && self.participant_sid.is_some()
+            && self.publisher_connected
+            && self.publisher_disconnected_at.is_none();
+        if !can_resume {
+            self.lost(why);
+            return;
+        }
+        tracing::warn!("{why}; resuming the session");
+        self.lost_at.get_or_insert(self.now);
+        self.resuming = true;
+        self.actions.push_back(Action::CloseSignal);
+        // An offer in flight lost its answer: its new m-lines are offered again after the
+        // resume (str0m forgets a pending offer when the next one is made).
+        self.neg.in_flight = None;
+        self.neg.creating = false;
+        for track in self.tracks.values_mut() {
+            match &track.state {
+                TrackState::Negotiating { cid, sid, .. } => {
+                    track.state = TrackState::Published { cid: cid.clone(), sid: sid.clone() }
+                }
+                // Its TrackPublished may have been lost with the connection: ask again.
+                TrackState::Requested { .. } => track.state = TrackState::Found,
+                _ => {}
+            }
+        }
+        self.phase = Phase::Reconnecting { retry_at: self.now };
+    }
+
+    /// The server resumed our session (`reconnect` response on the new WebSocket).
+    fn on_resumed(&mut self) {
+        if self.phase != Phase::Joining || !self.resuming {
+            return;
+        }
+        self.resuming = false;
+        self.phase = Phase::Joined;
+        if let Some(lost) = self.lost_at.take() {
+            tracing::info!("resumed the session after {:.1} s", self.now.duration_since(lost).as_secs_f64());
+        }
+        self.reconnect_attempts = 0;
+        self.last_ping = Some(self.now);
+        // Tell the server what we have, so it keeps our tracks and subscriber connection.
+        let publish_tracks = self
+            .tracks
+            .values()
+            .filter_map(|t| match &t.state {
+                TrackState::Live { cid, sid, .. } | TrackState::Published { cid, sid } => Some(proto::TrackPublishedResponse {
+                    cid: cid.clone(),
+                    track: Some(proto::TrackInfo {
+                        sid: sid.clone(),
+                        name: t.output.element.clone(),
+                        r#type: match t.output.kind() {
+                            MediaKind::Video => proto::TrackType::Video as i32,
+                            MediaKind::Audio => proto::TrackType::Audio as i32,
+                        },
+                        mime_type: t.output.codec.mime().to_string(),
+                        width: t.output.format.width.unwrap_or(0),
+                        height: t.output.format.height.unwrap_or(0),
+                        ..Default::default()
+                    }),
+                }),
+                _ => None,
+            })
+            .collect();
+        self.send(Req::SyncState(proto::SyncState {
+            answer: self.last_subscriber_answer.clone(),
+            offer: self.last_subscriber_offer.clone(),
+            subscription: Some(proto::UpdateSubscription { track_sids: vec![], subscribe: false, ..Default::default() }),
+            publish_tracks,
+            ..Default::default()
+        }));
+        self.negotiate();
+        self.announce_tracks();
     }
 
     /// Give up with an error: no leave can be sent (or it makes no sense).
@@ -1018,7 +1123,7 @@ mod tests {
         fn new() -> Harness {
             let now = Instant::now();
             let mut s = Session::new(SessionConfig::default(), now, 1);
-            assert_eq!(s.poll_action(), Some(Action::Connect { refresh_token: None }));
+            assert_eq!(s.poll_action(), Some(Action::Connect { refresh_token: None, resume: None }));
             Harness { s, now }
         }
         fn at(&mut self, ms: u64) -> Instant {
@@ -1282,27 +1387,85 @@ mod tests {
         assert!(e.to_string().contains("PARTICIPANT_REMOVED"), "{e}");
     }
 
+    fn connect_of(actions: &[Action]) -> Option<Option<crate::signal::Resume>> {
+        actions.iter().find_map(|a| match a {
+            Action::Connect { resume, .. } => Some(resume.clone()),
+            _ => None,
+        })
+    }
+
     #[test]
-    fn disconnect_during_a_negotiation_reconnects_and_republishes_with_fresh_cids() {
+    fn signal_loss_during_a_negotiation_resumes_and_keeps_the_publications() {
         let mut h = Harness::new();
-        let (old_cid, _) = live_video(&mut h);
+        let (cid0, _) = live_video(&mut h);
         let c1 = add_track_cids(&h.added(1, Codec::Opus)).pop().unwrap();
         h.published(&c1, "TR_A");
         h.offer_created(&[(&c1, "2")]);
-        // The link drops while that offer is in flight.
+        // The WebSocket drops while that offer is in flight; media is still up.
         let a = h.feed(Input::SignalClosed("reset".into()));
-        assert!(a.contains(&Action::Disconnect), "{a:?}");
+        assert!(a.contains(&Action::CloseSignal), "{a:?}");
+        assert!(!a.contains(&Action::Disconnect), "the peer connections are kept: {a:?}");
         assert!(exit_of(&a).is_none());
-        assert!(h.s.route_frame(OutputId(0), true).is_none(), "frames are dropped while disconnected");
-        // The answer that was in flight arrives late: ignored.
+        // The answer that was in flight arrives late on the dead link: ignored.
         assert!(h.answer(3).is_empty());
         let a = h.feed(Input::Tick);
-        assert!(a.iter().any(|x| matches!(x, Action::Connect { .. })), "{a:?}");
+        let resume = connect_of(&a).expect("connects").expect("as a resume");
+        assert_eq!(resume.participant_sid, "PA_1");
+        let a = h.feed(Input::Signal(Resp::Reconnect(proto::ReconnectResponse::default())));
+        let sync = a
+            .iter()
+            .find_map(|x| match x {
+                Action::Signal(Req::SyncState(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .expect("sync_state after the resume");
+        let synced: Vec<&str> = sync.publish_tracks.iter().map(|t| t.cid.as_str()).collect();
+        assert!(synced.contains(&cid0.as_str()), "the live track is kept: {synced:?}");
+        assert!(add_track_cids(&a).is_empty(), "no track is published again");
+        let o = offers(&a);
+        assert_eq!(o.len(), 1, "the offer that lost its answer is made again: {a:?}");
+        assert_eq!(o[0].add.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(), vec![c1]);
+        assert_eq!(h.s.route_frame(OutputId(0), true), Some("1"), "video keeps flowing");
+    }
+
+    #[test]
+    fn a_refused_resume_becomes_a_full_rejoin_with_fresh_cids() {
+        let mut h = Harness::new();
+        let (old_cid, _) = live_video(&mut h);
+        h.feed(Input::SignalClosed("reset".into()));
+        h.feed(Input::Tick);
+        let a = h.feed(Input::SignalConnectFailed(Error::Auth("401".into())));
+        assert!(a.contains(&Action::Disconnect), "{a:?}");
+        assert!(exit_of(&a).is_none());
+        let a = h.feed(Input::Tick);
+        assert_eq!(connect_of(&a), Some(None), "a fresh join: {a:?}");
+        assert!(h.s.route_frame(OutputId(0), true).is_none(), "frames are dropped while disconnected");
         let a = h.join();
         let cids = add_track_cids(&a);
-        assert_eq!(cids.len(), 2, "both live tracks are published again: {a:?}");
-        assert!(!cids.contains(&old_cid) && !cids.contains(&c1), "fresh cids");
+        assert_eq!(cids.len(), 1);
+        assert_ne!(cids[0], old_cid, "fresh cid");
         assert!(offers(&a)[0].data_channels, "a new publisher connection");
+    }
+
+    #[test]
+    fn media_loss_skips_the_resume() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::IceDisconnected(Pc::Publisher));
+        let a = h.feed(Input::SignalClosed("reset".into()));
+        assert!(a.contains(&Action::Disconnect), "{a:?}");
+        assert_eq!(connect_of(&h.feed(Input::Tick)), Some(None));
+    }
+
+    #[test]
+    fn a_server_that_answers_a_resume_with_a_join_gets_a_clean_rejoin() {
+        let mut h = Harness::new();
+        live_video(&mut h);
+        h.feed(Input::SignalClosed("reset".into()));
+        h.feed(Input::Tick);
+        let a = h.join();
+        assert!(a.contains(&Action::Disconnect), "{a:?}");
+        assert_eq!(connect_of(&h.feed(Input::Tick)), Some(None));
     }
 
     #[test]
@@ -1315,9 +1478,13 @@ mod tests {
         live_video(&mut h);
         h.feed(Input::SignalClosed("gone".into()));
         h.feed(Input::Tick);
+        // The resume fails: a full rejoin follows at once.
         let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
         assert!(exit_of(&a).is_none(), "{a:?}");
-        // Backoff: the second attempt waits 300 ms.
+        assert_eq!(connect_of(&h.feed(Input::Tick)), Some(None));
+        let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+        assert!(exit_of(&a).is_none(), "{a:?}");
+        // Backoff: the next attempt waits 300 ms.
         assert!(!h.feed(Input::Tick).iter().any(|x| matches!(x, Action::Connect { .. })));
         h.at(300);
         assert!(h.feed(Input::Tick).iter().any(|x| matches!(x, Action::Connect { .. })));
@@ -1355,9 +1522,10 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_token_while_reconnecting_is_an_auth_error() {
+    fn a_refused_token_while_rejoining_is_an_auth_error() {
         let mut h = Harness::new();
         live_video(&mut h);
+        h.feed(Input::IceDisconnected(Pc::Publisher));
         h.feed(Input::SignalClosed("gone".into()));
         h.feed(Input::Tick);
         let a = h.feed(Input::SignalConnectFailed(Error::Auth("401".into())));

@@ -47,7 +47,7 @@ impl SignalLink {
 }
 
 /// Parameters for a resume (`reconnect=1`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
     pub participant_sid: String,
     pub reason: i32,

@@ -233,3 +233,95 @@ fn reconnect_gives_up_after_the_timeout_with_its_exit_code() {
     assert!(text.lines().last().unwrap_or_default().starts_with("error: gave up reconnecting"), "{}", tail_str(&text, 10));
     assert_no_panic(&log);
 }
+
+/// A TCP relay in front of the server's signalling port, whose connections a test can cut
+/// (the WebSocket drops; UDP media is untouched).
+struct SignalRelay {
+    port: u16,
+    conns: std::sync::Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl SignalRelay {
+    fn start(target: u16) -> SignalRelay {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: std::sync::Arc<Mutex<Vec<TcpStream>>> = Default::default();
+        let c2 = conns.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                {
+                    let mut g = c2.lock().unwrap();
+                    g.push(client.try_clone().unwrap());
+                    g.push(upstream.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        SignalRelay { port, conns }
+    }
+
+    /// Reset every relayed connection (new ones are still accepted).
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_dropped_websocket_is_resumed_without_the_subscriber_noticing() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let relay = SignalRelay::start(server.port());
+    let room = room_name("resume");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let mut sub = Subscriber::spawn(&server, &room, &["--duration", "40"]);
+    let mut cmd = Command::new(publisher_bin());
+    cmd.env("LIVEKIT_URL", format!("ws://127.0.0.1:{}", relay.port))
+        .env("LIVEKIT_API_KEY", server.api_key())
+        .env("LIVEKIT_API_SECRET", server.api_secret())
+        .args(["--room", &room, "--identity", "steady", "--"]);
+    cmd.args(LIVE_VP8.split_whitespace());
+    let mut p = ChildGuard::spawn_logged("publisher", cmd, &log);
+    first_video_frame(&mut sub, "steady", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    relay.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("resumed the session") {
+        assert!(Instant::now() < deadline, "never resumed\n{}", tail_file(&log, 30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Keep going a while on the resumed session (pings, a second cut).
+    std::thread::sleep(Duration::from_secs(6));
+    relay.cut();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(p.is_running(), "{}", tail_file(&log, 30));
+    p.signal("INT");
+    let status = p.wait_timeout(Duration::from_secs(3)).expect("exit after SIGINT");
+    assert_eq!(status.code(), Some(0), "{}", tail_file(&log, 30));
+    sub.finish();
+    let report = sub.wait();
+    let videos = report.video_tracks();
+    assert_eq!(videos.len(), 1, "one track all along, never republished: {}", report.pretty());
+    let t = videos[0];
+    assert!(t.max_gap_seconds < 1.0, "video never stalled: {}", report.pretty());
+    assert!(t.frames >= 300, "{}", report.pretty());
+    let unpublished_before_leave = report
+        .events_of("track_unpublished")
+        .iter()
+        .any(|e| e["t"].as_f64().unwrap_or(0.0) < t.last_frame_seconds.unwrap_or(0.0) - 0.5);
+    assert!(!unpublished_before_leave, "the track was never unpublished mid-stream: {}", report.pretty());
+    assert_no_panic(&log);
+}
