@@ -102,6 +102,8 @@ pub struct StreamFormat {
     pub h264_profile: Option<String>,
     /// H.264 only: `profile-level-id` as six hex digits, from the SPS when known.
     pub h264_profile_level_id: Option<String>,
+    /// Opus only: whether the encoder uses discontinuous transmission (opusenc `dtx`).
+    pub opus_dtx: Option<bool>,
 }
 
 /// One encoded output of the pipeline: an unconnected source pad we publish as a track.

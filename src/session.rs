@@ -656,6 +656,15 @@ impl Session {
                     if out.format.channels.unwrap_or(1) >= 2 {
                         req.audio_features.push(proto::AudioTrackFeature::TfStereo as i32);
                     }
+                    // Unless the encoder really uses DTX, say so: the server would otherwise
+                    // announce usedtx=1 to subscribers.
+                    if out.format.opus_dtx != Some(true) {
+                        req.audio_features.push(proto::AudioTrackFeature::TfNoDtx as i32);
+                        #[allow(deprecated)]
+                        {
+                            req.disable_dtx = true;
+                        }
+                    }
                 }
             }
             req.source = match source {
@@ -1615,6 +1624,37 @@ mod tests {
         assert_eq!(count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })), 0, "within 500 ms");
         h.at(500);
         assert_eq!(count(&h.feed(Input::KeyframeRequest { mid })), 1);
+    }
+
+    #[test]
+    fn opus_stereo_and_dtx_become_audio_features() {
+        let mut h = Harness::new();
+        h.join();
+        let mut o = output(0, Codec::Opus);
+        o.format.channels = Some(2);
+        o.format.opus_dtx = Some(false);
+        let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
+        let req = a
+            .iter()
+            .find_map(|x| match x {
+                Action::Signal(Req::AddTrack(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(req.audio_features.contains(&(proto::AudioTrackFeature::TfStereo as i32)));
+        assert!(req.audio_features.contains(&(proto::AudioTrackFeature::TfNoDtx as i32)));
+        let mut o = output(1, Codec::Opus);
+        o.format.opus_dtx = Some(true);
+        let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
+        let req = a
+            .iter()
+            .find_map(|x| match x {
+                Action::Signal(Req::AddTrack(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(req.audio_features.is_empty(), "mono with DTX: {:?}", req.audio_features);
+        assert_eq!(req.r#type, proto::TrackType::Audio as i32);
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> R
                 _ => Error::Connection(format!("the server at {host} answered {status}{body}")),
             });
         }
+        Err(tungstenite::Error::Io(io)) if base.scheme() == "wss" && io.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::Connection(format!(
+                "cannot connect to {host}: the TLS handshake failed ({io}); check that the server speaks TLS on that port, or use ws://"
+            )))
+        }
         Err(e) => {
             return Err(Error::Connection(format!(
                 "cannot connect to {host}: {}; check --url and that the server is running",

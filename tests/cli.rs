@@ -185,3 +185,19 @@ fn help_lists_flags_and_exit_codes() {
     }
     assert!(out.stdout.contains("Exit codes"));
 }
+
+#[test]
+fn wss_to_a_server_without_tls_is_a_clean_connection_error() {
+    // Exercises the TLS path (rustls with the system's roots) up to the handshake: a plain
+    // HTTP port cannot complete it.
+    let server = LiveKitServer::start();
+    let url = format!("wss://127.0.0.1:{}", server.port());
+    let out = run(
+        &["--", "videotestsrc", "is-live=true", "!", "vp8enc"],
+        &[("LIVEKIT_URL", &url), ("LIVEKIT_TOKEN", "eyJ.e30.x")],
+    );
+    assert_eq!(out.code, Some(CONNECTION), "{}", out.stderr);
+    let line = out.stderr.lines().last().unwrap_or_default();
+    assert!(line.starts_with("error: cannot connect to 127.0.0.1") && line.contains("TLS"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

@@ -173,7 +173,17 @@ impl Shared {
                 return;
             };
             let codec = slot.output.codec;
-            let format = caps::stream_format(caps, codec);
+            let mut format = caps::stream_format(caps, codec);
+            if codec == Codec::Opus {
+                format.opus_dtx = slot
+                    .sink_pad
+                    .as_ref()
+                    .and_then(|p| p.upgrade())
+                    .and_then(|p| p.peer())
+                    .and_then(|peer| super::browser::encoder_of(&peer))
+                    .filter(|e| e.find_property("dtx").is_some_and(|p| p.value_type() == bool::static_type()))
+                    .map(|e| e.property::<bool>("dtx"));
+            }
             slot.output.caps = caps::short_caps(caps, Some(codec));
             if !slot.negotiated {
                 slot.negotiated = true;
