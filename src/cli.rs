@@ -174,6 +174,7 @@ pub struct Config {
 }
 
 /// What `parse` decided: run, or print something (help, version) and exit 0.
+#[allow(clippy::large_enum_variant)] // one value per event, never stored in bulk
 pub enum Parsed {
     Run(Config),
     Print(String),
@@ -332,7 +333,7 @@ pub fn normalise_url(text: &str) -> Result<url::Url> {
         "wss" | "https" => "wss",
         other => return Err(bad(&format!("unsupported scheme '{other}'"))),
     };
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
     // Cannot fail: switching between these special schemes is always allowed.

@@ -79,6 +79,7 @@ pub struct OfferChanges {
 
 /// What the drivers must do.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one value per event, never stored in bulk
 pub enum Action {
     /// Open the signalling connection. `refresh_token` is the latest token the server gave
     /// us, if any; `resume` asks the server to resume the session of this participant (the
@@ -113,6 +114,7 @@ pub enum Action {
 
 /// What happened.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one value per event, never stored in bulk
 pub enum Input {
     /// The signalling WebSocket is open (the join response comes as a message).
     SignalConnected,
@@ -457,14 +459,13 @@ impl Session {
         match msg {
             Resp::Join(join) => self.on_join(join),
             Resp::Answer(answer) => self.on_answer(answer),
-            Resp::Offer(offer) => {
-                if self.phase == Phase::Joined {
+            Resp::Offer(offer)
+                if self.phase == Phase::Joined => {
                     self.subscriber_remote_set = true;
                     self.last_subscriber_offer = Some(offer.clone());
                     self.actions.push_back(Action::AnswerSubscriberOffer { sdp: offer.sdp, id: offer.id });
                     self.flush_candidates();
                 }
-            }
             Resp::Trickle(t) => {
                 let pc = Pc::from_target(t.target);
                 let ready = match pc {
@@ -878,7 +879,7 @@ impl Session {
                 return;
             }
         }
-        if self.last_ping.map_or(true, |t| now.duration_since(t) >= self.ping_interval) {
+        if self.last_ping.is_none_or(|t| now.duration_since(t) >= self.ping_interval) {
             self.last_ping = Some(now);
             let ts = now.duration_since(self.started).as_millis() as i64;
             self.send(Req::PingReq(proto::Ping { timestamp: ts, rtt: 0 }));
@@ -896,11 +897,10 @@ impl Session {
                 TrackState::Requested { since, .. } if now.duration_since(*since) > TRACK_PUBLISHED_TIMEOUT => {
                     timed_out = Some(t.output.element.clone());
                 }
-                TrackState::Live { .. } if t.awaiting_keyframe && self.publisher_connected => {
-                    if t.last_keyframe_request.map_or(true, |l| now.duration_since(l) >= KEYFRAME_RETRY) {
+                TrackState::Live { .. } if t.awaiting_keyframe && self.publisher_connected
+                    && t.last_keyframe_request.is_none_or(|l| now.duration_since(l) >= KEYFRAME_RETRY) => {
                         retry.push(*id);
                     }
-                }
                 _ => {}
             }
         }

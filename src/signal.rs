@@ -17,6 +17,7 @@ use crate::error::Error;
 pub const PROTOCOL_VERSION: u32 = 17;
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one value per event, never stored in bulk
 pub enum SignalEvent {
     Message(proto::signal_response::Message),
     Closed(String),
@@ -28,6 +29,7 @@ pub struct SignalLink {
     pub events: mpsc::Receiver<SignalEvent>,
 }
 
+#[allow(clippy::large_enum_variant)] // one value per event, never stored in bulk
 enum Outgoing {
     Request(proto::signal_request::Message),
     Close,

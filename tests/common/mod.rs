@@ -928,7 +928,7 @@ impl SubscriberReport {
     pub fn first_event(&self, ty: &str, identity: Option<&str>) -> Option<&Value> {
         self.events
             .iter()
-            .find(|e| e["type"] == ty && identity.map_or(true, |id| e["identity"] == id))
+            .find(|e| e["type"] == ty && identity.is_none_or(|id| e["identity"] == id))
     }
     /// `t` (seconds since subscriber start) of the first event of type `ty`.
     pub fn event_time(&self, ty: &str) -> Option<f64> {
