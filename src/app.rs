@@ -77,6 +77,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         tracing::info!("output {}", pipeline::describe(o));
     }
     check_track_specs(&config, &known)?;
+    let mut stats_out = StatsOutput::open(&config)?;
 
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<PipelineEvent>();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(256);
@@ -106,7 +107,6 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
     let mut peer_events = Vec::new();
     let mut stats = Stats::new(start);
     let mut names = std::collections::HashMap::new();
-    let mut stats_out = StatsOutput::open(&config)?;
 
     loop {
         // Carry out what the core decided.
