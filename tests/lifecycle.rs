@@ -325,3 +325,30 @@ fn a_dropped_websocket_is_resumed_without_the_subscriber_noticing() {
     assert!(!unpublished_before_leave, "the track was never unpublished mid-stream: {}", report.pretty());
     assert_no_panic(&log);
 }
+
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let _s = serial();
+    let mut server = LiveKitServer::start();
+    let room = room_name("twice");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let mut p = publisher(&server, &room, "impatient", LIVE_VP8, &log);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("is live as track") {
+        assert!(Instant::now() < deadline, "never went live\n{}", tail_file(&log, 30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A frozen server cannot take our leave: the clean exit waits (at most 0.5 s) for it.
+    server.pause();
+    p.signal("INT");
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    p.signal("INT");
+    let status = p.wait_timeout(Duration::from_secs(2)).expect("exits");
+    assert_eq!(status.code(), Some(130), "{}", tail_file(&log, 20));
+    assert!(t.elapsed() < Duration::from_millis(300), "exited {:?} after the second signal", t.elapsed());
+    assert!(std::fs::read_to_string(&log).unwrap().contains("stopped at once"));
+    server.resume();
+    assert_no_panic(&log);
+}
