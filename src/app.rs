@@ -22,11 +22,16 @@ use std::io::Write as _;
 /// How long we give the WebSocket to flush our leave before the process ends.
 const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 
-/// Print the pipeline's outputs (`--dry-run`).
+/// Print the pipeline's outputs (`--dry-run`) on stdout, then the doctor's warnings on stderr
+/// (`warning: …`, one line each). Warnings do not change the exit code.
 pub fn dry_run(config: &Config) -> Result<()> {
-    let outputs = pipeline::discover(&config.pipeline, Duration::from_secs(5))?;
-    for o in &outputs {
+    let discovery = pipeline::discover(&config.pipeline, Duration::from_secs(5))?;
+    for o in &discovery.outputs {
         println!("{}", pipeline::describe(o));
+    }
+    let _ = std::io::stdout().flush();
+    for warning in &discovery.warnings {
+        eprintln!("warning: {warning}");
     }
     Ok(())
 }

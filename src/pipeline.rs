@@ -14,6 +14,7 @@
 
 mod browser;
 mod caps;
+mod doctor;
 mod inspect;
 mod sink;
 
@@ -376,7 +377,11 @@ fn watch_bus(
 /// data leaves) so that demuxers expose their pads and caps get negotiated, waits until that
 /// is done, an error, or `timeout`, then stops. A live source does not preroll: its static
 /// outputs, with the format their caps tell before running, are then all there is.
-pub fn discover(description: &str, timeout: Duration) -> Result<Vec<Output>, Error> {
+///
+/// While the pipeline is prerolled, the doctor looks for what makes streams fail in browsers
+/// (B-frames, 4:4:4 or 10-bit input, non-live sources, long GOPs, unparsed outputs); its
+/// warnings come back with the outputs.
+pub fn discover(description: &str, timeout: Duration) -> Result<Discovery, Error> {
     let deadline = Instant::now() + timeout;
     let mut pipeline = Pipeline::new(description)?;
     let (control, mut events) = mpsc::unbounded_channel();
@@ -396,8 +401,13 @@ pub fn discover(description: &str, timeout: Duration) -> Result<Vec<Output>, Err
             });
         }
     }
+    let recorder = doctor::Recorder::install(&pipeline.pipeline);
     pipeline.attach()?;
     let result = preroll(&pipeline, deadline, &mut events, &owed);
+    let warnings = match result {
+        Ok(()) => doctor::examine(&pipeline.pipeline, &pipeline.outputs(), &recorder, deadline),
+        Err(_) => Vec::new(),
+    };
     pipeline.stop();
     result?;
     while let Ok(event) = events.try_recv() {
@@ -409,7 +419,16 @@ pub fn discover(description: &str, timeout: Duration) -> Result<Vec<Output>, Err
     if outputs.is_empty() {
         return Err(no_output_error());
     }
-    Ok(outputs)
+    Ok(Discovery { outputs, warnings })
+}
+
+/// What [`discover`] found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Discovery {
+    pub outputs: Vec<Output>,
+    /// The doctor's warnings: one line each, naming the element and saying the fix; no
+    /// duplicates.
+    pub warnings: Vec<String>,
 }
 
 /// Brings the pipeline to PAUSED and waits until every output is known and negotiated.

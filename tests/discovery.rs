@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const BROWSER_PROFILES: [&str; 4] = ["constrained-baseline", "baseline", "main", "high"];
 
 fn discover_ok(description: &str) -> Vec<Output> {
-    match discover(description, DISCOVER_TIMEOUT) {
+    match discover(description, DISCOVER_TIMEOUT).map(|d| d.outputs) {
         Ok(outputs) => {
             for o in &outputs {
                 eprintln!("{}", describe(o));
@@ -164,7 +164,8 @@ fn trailing_caps_string_ends_a_pipeline() {
         "videotestsrc num-buffers=30 ! x264enc ! video/x-h264,profile=main audiotestsrc num-buffers=30 ! opusenc",
         Duration::from_secs(10),
     )
-    .unwrap();
+    .unwrap()
+    .outputs;
     assert_eq!(outputs.len(), 2, "{outputs:?}");
     assert_eq!(outputs[0].format.h264_profile.as_deref(), Some("main"));
 }
@@ -202,7 +203,7 @@ fn encoder_input_format(p: &Pipeline, name: &str) -> String {
 #[test]
 fn an_explicit_4_4_4_input_is_respected() {
     let desc = "videotestsrc num-buffers=5 ! video/x-raw,width=320,height=240,format=Y444 ! vp9enc deadline=1 name=e";
-    let outputs = discover(desc, Duration::from_secs(10)).unwrap();
+    let outputs = discover(desc, Duration::from_secs(10)).unwrap().outputs;
     assert_eq!(outputs.len(), 1);
 }
 

@@ -56,7 +56,8 @@ pub(crate) fn prepare_encoder(pad: &gst::Pad, codec: Codec) {
                 encoder.set_property("bframes", 0u32);
                 tracing::debug!("{}: B-frames off (WebRTC decoders cannot reorder frames)", encoder.name());
             } else {
-                tracing::warn!(
+                // Not a warning here: `--dry-run`'s doctor reports it with the fix.
+                tracing::debug!(
                     "{} sends B-frames (bframes={bframes}): subscribers will stutter or drop frames; set bframes=0",
                     encoder.name()
                 );
