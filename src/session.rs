@@ -46,6 +46,14 @@ impl Pc {
     }
 }
 
+/// Parameters for a resume (`reconnect=1` on the signalling URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub participant_sid: String,
+    /// `ReconnectReason` as an integer.
+    pub reason: i32,
+}
+
 /// Who asked us to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopSource {
@@ -84,7 +92,7 @@ pub enum Action {
     /// Open the signalling connection. `refresh_token` is the latest token the server gave
     /// us, if any; `resume` asks the server to resume the session of this participant (the
     /// peer connections are kept) instead of joining anew.
-    Connect { refresh_token: Option<String>, resume: Option<crate::signal::Resume> },
+    Connect { refresh_token: Option<String>, resume: Option<Resume> },
     /// Drop the signalling connection only (a resume follows; the peer connections stay).
     CloseSignal,
     /// Drop the signalling connection and both peer connections (before a full reconnect).
@@ -847,7 +855,7 @@ impl Session {
             if now >= retry_at {
                 self.phase = Phase::Joining;
                 self.last_message = None;
-                let resume = self.resuming.then(|| crate::signal::Resume {
+                let resume = self.resuming.then(|| Resume {
                     participant_sid: self.participant_sid.clone().unwrap_or_default(),
                     reason: proto::ReconnectReason::RrSignalDisconnected as i32,
                 });
@@ -1396,7 +1404,7 @@ mod tests {
         assert!(e.to_string().contains("PARTICIPANT_REMOVED"), "{e}");
     }
 
-    fn connect_of(actions: &[Action]) -> Option<Option<crate::signal::Resume>> {
+    fn connect_of(actions: &[Action]) -> Option<Option<Resume>> {
         actions.iter().find_map(|a| match a {
             Action::Connect { resume, .. } => Some(resume.clone()),
             _ => None,

@@ -48,12 +48,7 @@ impl SignalLink {
     }
 }
 
-/// Parameters for a resume (`reconnect=1`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resume {
-    pub participant_sid: String,
-    pub reason: i32,
-}
+pub use crate::session::Resume;
 
 /// The `/rtc` URL for `base` (ws:// or wss://, possibly with a path prefix).
 pub fn rtc_url(base: &url::Url, resume: Option<&Resume>) -> url::Url {
