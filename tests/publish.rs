@@ -270,3 +270,56 @@ fn a_track_mapping_that_matches_no_output_is_an_error() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("camm") && out.stderr.contains("cam.src"), "{}", out.stderr);
 }
+
+/// Make a small H.264 + Opus Matroska file (8 s) for the file examples.
+fn make_media_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("clip.mkv");
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(
+        format!(
+            "videotestsrc num-buffers=240 ! video/x-raw,width=640,height=480,framerate=30/1,format=I420 ! x264enc tune=zerolatency ! \
+             h264parse ! matroskamux name=m ! filesink location={} \
+             audiotestsrc num-buffers=376 ! audioconvert ! opusenc ! m.",
+            path.display()
+        )
+        .split_whitespace(),
+    );
+    let out = run_with_timeout("gst-launch-1.0", cmd, Duration::from_secs(60));
+    assert_eq!(out.code, Some(0), "making the test file failed: {}", out.stderr);
+    path
+}
+
+#[test]
+fn go_readme_file_example_verbatim_decodes_vp9_and_opus() {
+    let _s = serial();
+    let server = LiveKitServer::start();
+    let room = room_name("file");
+    let dir = test_dir("pub");
+    let log = dir.path().join("publisher.log");
+    let file = make_media_file(dir.path());
+    let sub = spawn_sub(&server, &room, &sub_args(30, 2, 60));
+    // The Go tool's README "Publish from file" example (decodebin3 → VP9 + Opus), verbatim
+    // but for the file's path. The file is not live: the publisher paces it in real time.
+    let pipeline = format!(
+        "filesrc location={} ! \
+        decodebin3 name=decoder \
+        decoder. ! queue ! \
+            videoconvert ! \
+            videoscale ! \
+            video/x-raw,width=1280,height=720 ! \
+            vp9enc deadline=1 cpu-used=-6 row-mt=1 tile-columns=3 tile-rows=1 target-bitrate=2000000 keyframe-max-dist=60 \
+        decoder. ! queue ! \
+            audioconvert ! \
+            audioresample ! \
+            opusenc bitrate=64000",
+        file.display()
+    );
+    let mut p = publisher(&server, &token(&server, &room, "file", false), &pipeline, &log, &[]);
+    let report = decode(sub);
+    // The file ends by itself: every output ends, the publisher leaves and exits 0.
+    let status = p.wait_timeout(Duration::from_secs(30)).unwrap_or_else(|| panic!("no exit at EOS\n{}", tail_file(&log, 30)));
+    assert_eq!(status.code(), Some(0), "{}", tail_file(&log, 30));
+    assert_video(&report, "video/VP9", 1280, 720, 60);
+    let audio = report.audio_tracks();
+    assert!(audio.first().is_some_and(|a| a.audio_seconds >= 2.0), "{}", report.pretty());
+}
