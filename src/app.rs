@@ -218,7 +218,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                 Action::TrackEnded { output } => {
                     tracing::info!("{} ended; its track is unpublished", names.get(&output).map_or("output", String::as_str))
                 }
-                Action::StopPipeline => tokio::task::block_in_place(|| pipeline.stop()),
+                Action::StopPipeline => pipeline.stop(),
                 Action::Exit(result) => {
                     if let Some(l) = link.take() {
                         l.close();
@@ -236,7 +236,7 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                     if let Some(c) = connecting.take() {
                         c.abort();
                     }
-                    tokio::task::block_in_place(|| pipeline.stop());
+                    pipeline.stop();
                     // A last report, so --stats-json ends with the totals.
                     stats.set_dropped_frames(pipeline.dropped_frames());
                     stats_out.write_final(&stats.report(Instant::now()));

@@ -139,8 +139,9 @@ pub struct Frame {
     /// True for a video keyframe (not DELTA_UNIT); always true for audio.
     pub keyframe: bool,
     /// Encoded data: H.264 as Annex-B byte-stream access units; VP8/VP9 frames; AV1 temporal
-    /// units in OBU (low-overhead) format; Opus packets.
-    pub data: Vec<u8>,
+    /// units in OBU (low-overhead) format; Opus packets. Shared, so that the one copy made
+    /// out of the GStreamer buffer is the one str0m packetizes.
+    pub data: std::sync::Arc<[u8]>,
     /// When the appsink handed the frame over (for the internal latency figures).
     pub captured: std::time::Instant,
 }

@@ -291,7 +291,7 @@ impl Peer {
     }
 
     /// Write one encoded frame on `mid`.
-    pub fn write(&mut self, now: Instant, mid: &str, wallclock: Instant, rtp_ticks: u64, data: Vec<u8>) {
+    pub fn write(&mut self, now: Instant, mid: &str, wallclock: Instant, rtp_ticks: u64, data: Arc<[u8]>) {
         let mid = Mid::from(mid);
         let Some(pt) = self.pt_for(mid) else {
             tracing::debug!(%mid, "no payload type negotiated yet; frame dropped");
