@@ -56,6 +56,8 @@ pub struct Peer {
     connected: bool,
     recv_tasks: Vec<tokio::task::JoinHandle<()>>,
     loss: Option<LossInjector>,
+    /// Events produced while draining after our own mutations, not yet handed out.
+    pending: Vec<PeerEvent>,
 }
 
 /// Test hook: drop this fraction of outgoing media datagrams (RTP/RTCP, never ICE or DTLS), to
@@ -198,6 +200,7 @@ impl Peer {
             connected: false,
             recv_tasks,
             loss: LossInjector::from_env(pc),
+            pending: Vec::new(),
         })
     }
 
@@ -359,11 +362,12 @@ impl Peer {
         self.handle_timeout(now);
     }
 
-    /// Drain str0m's output: send datagrams, collect events, remember the next timeout.
-    pub fn drain(&mut self, _now: Instant) -> Vec<PeerEvent> {
-        let mut events = Vec::new();
+    /// Drain str0m's output after one of our own mutations; its events wait in `pending`
+    /// for the next [`Peer::drain_into_tagged`], so none is lost.
+    fn drain(&mut self, _now: Instant) {
+        let mut events = std::mem::take(&mut self.pending);
         self.drain_into(&mut events);
-        events
+        self.pending = events;
     }
 
     /// Drain, tagging each event with this peer's role.
@@ -373,7 +377,10 @@ impl Peer {
         events.extend(own.into_iter().map(|e| (pc, e)));
     }
 
+    /// Drain str0m's output: send datagrams, collect events (with any still pending),
+    /// remember the next timeout.
     pub fn drain_into(&mut self, events: &mut Vec<PeerEvent>) {
+        events.append(&mut self.pending);
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {

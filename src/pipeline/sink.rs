@@ -458,7 +458,7 @@ fn frame_from_sample(id: OutputId, codec: Codec, sample: &gst::Sample) -> Option
             .map(|d| Duration::from_nanos(d.nseconds())),
         keyframe: codec.kind() == MediaKind::Audio
             || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-        data: std::sync::Arc::from(&data[..]),
+        data: std::sync::Arc::from(data),
         captured: std::time::Instant::now(),
     })
 }
