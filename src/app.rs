@@ -26,6 +26,7 @@ const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 /// (`warning: …`, one line each). Warnings do not change the exit code.
 pub fn dry_run(config: &Config) -> Result<()> {
     let discovery = pipeline::discover(&config.pipeline, Duration::from_secs(5))?;
+    check_track_specs(config, &discovery.outputs)?;
     for o in &discovery.outputs {
         println!("{}", pipeline::describe(o));
     }
