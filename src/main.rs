@@ -38,9 +38,22 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::RUNTIME as u8);
         }
     };
+    // Signals are watched on a thread of their own, so that a second SIGINT ends the process
+    // at once even while the run loop is busy (e.g. waiting for the pipeline to stop).
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    let watcher = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match watcher {
+        Ok(rt) => {
+            let spawned = std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || rt.block_on(watch_signals(stop_tx)));
+            if spawned.is_err() {
+                eprintln!("warning: cannot watch SIGINT/SIGTERM");
+            }
+        }
+        Err(_) => eprintln!("warning: cannot watch SIGINT/SIGTERM"),
+    }
     let result = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = mpsc::unbounded_channel();
-        tokio::spawn(watch_signals(stop_tx));
         if !config.delay.is_zero() {
             tracing::info!("publishing after {:.1} s (--delay)", config.delay.as_secs_f64());
         }
