@@ -42,9 +42,15 @@ pub fn dry_run(config: &Config) -> Result<()> {
 fn check_track_specs(config: &Config, outputs: &[crate::media::Output]) -> Result<()> {
     for spec in &config.tracks {
         if !outputs.iter().any(|o| spec.selects(o)) {
-            let names: Vec<String> = outputs.iter().map(|o| format!("{}.{}", o.element, o.pad)).collect();
+            let names: Vec<String> = outputs
+                .iter()
+                .map(|o| format!("{}.{}", o.element, o.pad))
+                .collect();
             if outputs.is_empty() {
-                tracing::warn!("--track {}: no output is known yet; it applies if one appears", spec.selector);
+                tracing::warn!(
+                    "--track {}: no output is known yet; it applies if one appears",
+                    spec.selector
+                );
             } else {
                 return Err(Error::Usage(format!(
                     "--track {}: no output of that name; the outputs are {} (name elements with name=)",
@@ -65,7 +71,9 @@ struct Clock {
 
 impl Clock {
     fn wallclock(&mut self, now: Instant, running_time: Duration) -> Instant {
-        let base = *self.base.get_or_insert_with(|| now.checked_sub(running_time).unwrap_or(now));
+        let base = *self
+            .base
+            .get_or_insert_with(|| now.checked_sub(running_time).unwrap_or(now));
         base + running_time
     }
 }
@@ -119,7 +127,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         while let Some(action) = session.poll_action() {
             let now = Instant::now();
             match action {
-                Action::Connect { refresh_token, resume } => {
+                Action::Connect {
+                    refresh_token,
+                    resume,
+                } => {
                     if let Some(c) = connecting.take() {
                         c.abort();
                     }
@@ -130,7 +141,9 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                         _ => credentials.token(),
                     };
                     let url = config.url.clone();
-                    connecting = Some(tokio::spawn(async move { signal::connect(&url, &token?, resume.as_ref()).await }));
+                    connecting = Some(tokio::spawn(async move {
+                        signal::connect(&url, &token?, resume.as_ref()).await
+                    }));
                 }
                 Action::CloseSignal => {
                     if let Some(l) = link.take() {
@@ -162,7 +175,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                         match Peer::new(Pc::Publisher, now, dgram_tx.clone()).await {
                             Ok(p) => publisher = Some(p),
                             Err(e) => {
-                                session.handle(now, Input::RtcFailed(format!("cannot open UDP sockets: {e}")));
+                                session.handle(
+                                    now,
+                                    Input::RtcFailed(format!("cannot open UDP sockets: {e}")),
+                                );
                                 continue;
                             }
                         }
@@ -190,7 +206,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                         match Peer::new(Pc::Subscriber, now, dgram_tx.clone()).await {
                             Ok(p) => subscriber = Some(p),
                             Err(e) => {
-                                session.handle(now, Input::RtcFailed(format!("cannot open UDP sockets: {e}")));
+                                session.handle(
+                                    now,
+                                    Input::RtcFailed(format!("cannot open UDP sockets: {e}")),
+                                );
                                 continue;
                             }
                         }
@@ -213,11 +232,17 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                 }
                 Action::RequestKeyframe(id) => pipeline.request_keyframe(id),
                 Action::TrackLive { output, sid } => {
-                    tracing::info!("{} is live as track {sid}", names.get(&output).map_or("output", String::as_str));
+                    tracing::info!(
+                        "{} is live as track {sid}",
+                        names.get(&output).map_or("output", String::as_str)
+                    );
                     stats.published(output, &sid);
                 }
                 Action::TrackEnded { output } => {
-                    tracing::info!("{} ended; its track is unpublished", names.get(&output).map_or("output", String::as_str))
+                    tracing::info!(
+                        "{} ended; its track is unpublished",
+                        names.get(&output).map_or("output", String::as_str)
+                    )
                 }
                 Action::StopPipeline => pipeline.stop(),
                 Action::Exit(result) => {
@@ -243,7 +268,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
                     stats_out.write_final(&stats.report(Instant::now()));
                     let dropped = pipeline.dropped_frames();
                     if dropped > 0 {
-                        tracing::debug!(dropped, "frames dropped because the network side fell behind");
+                        tracing::debug!(
+                            dropped,
+                            "frames dropped because the network side fell behind"
+                        );
                     }
                     return result;
                 }
@@ -361,7 +389,10 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
 
         // Time passes for everyone after every wake-up.
         let now = Instant::now();
-        for (pc, peer) in [(Pc::Publisher, publisher.as_mut()), (Pc::Subscriber, subscriber.as_mut())] {
+        for (pc, peer) in [
+            (Pc::Publisher, publisher.as_mut()),
+            (Pc::Subscriber, subscriber.as_mut()),
+        ] {
             if let Some(p) = peer {
                 if p.next_timeout() <= now {
                     p.handle_timeout(now);
@@ -391,11 +422,16 @@ impl StatsOutput {
         let json: Option<Box<dyn std::io::Write + Send>> = match &config.stats_json {
             None => None,
             Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
-            Some(p) => Some(Box::new(std::io::LineWriter::new(std::fs::File::create(p).map_err(|e| {
-                Error::Usage(format!("cannot write --stats-json {}: {e}", p.display()))
-            })?))),
+            Some(p) => Some(Box::new(std::io::LineWriter::new(
+                std::fs::File::create(p).map_err(|e| {
+                    Error::Usage(format!("cannot write --stats-json {}: {e}", p.display()))
+                })?,
+            ))),
         };
-        Ok(StatsOutput { json, status_line: !config.quiet && std::io::stderr().is_terminal() })
+        Ok(StatsOutput {
+            json,
+            status_line: !config.quiet && std::io::stderr().is_terminal(),
+        })
     }
 
     fn write_final(&mut self, report: &crate::stats::Report) {

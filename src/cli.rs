@@ -132,7 +132,12 @@ impl Credentials {
     pub fn token(&self) -> Result<String> {
         match self {
             Credentials::Token(t) => Ok(t.clone()),
-            Credentials::Mint { api_key, api_secret, room, identity } => {
+            Credentials::Mint {
+                api_key,
+                api_secret,
+                room,
+                identity,
+            } => {
                 let grants = livekit_token::VideoGrants {
                     room_join: true,
                     room: room.clone(),
@@ -149,7 +154,11 @@ impl Credentials {
                     .with_ttl(Duration::from_secs(6 * 3600))
                     .with_grants(grants)
                     .to_jwt()
-                    .map_err(|e| Error::Usage(format!("cannot mint a token from --api-key/--api-secret: {e}")))
+                    .map_err(|e| {
+                        Error::Usage(format!(
+                            "cannot mint a token from --api-key/--api-secret: {e}"
+                        ))
+                    })
             }
         }
     }
@@ -196,19 +205,28 @@ where
         Err(e) => {
             use clap::error::ErrorKind;
             return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Ok(Parsed::Print(e.render().to_string())),
-                _ => Err(Error::Usage(format!("{} (see --help)", first_line_of_clap_error(&e)))),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    Ok(Parsed::Print(e.render().to_string()))
+                }
+                _ => Err(Error::Usage(format!(
+                    "{} (see --help)",
+                    first_line_of_clap_error(&e)
+                ))),
             };
         }
     };
     // Cannot fail: the matches come from this very `Args` command.
-    let args = Args::from_arg_matches(&matches).map_err(|e| Error::Usage(first_line_of_clap_error(&e)))?;
+    let args =
+        Args::from_arg_matches(&matches).map_err(|e| Error::Usage(first_line_of_clap_error(&e)))?;
     validate(args, &matches).map(Parsed::Run)
 }
 
 fn first_line_of_clap_error(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
     line.trim_start_matches("error: ").trim().to_string()
 }
 
@@ -224,22 +242,38 @@ fn validate(args: Args, matches: &ArgMatches) -> Result<Config> {
         ));
     }
 
-    let url_text = if args.dev && !typed(matches, "url") { DEV_URL.to_string() } else { args.url.clone() };
+    let url_text = if args.dev && !typed(matches, "url") {
+        DEV_URL.to_string()
+    } else {
+        args.url.clone()
+    };
     let url = normalise_url(&url_text)?;
 
     let delay = match args.delay {
         None => Duration::ZERO,
         Some(d) if d.is_finite() && (0.0..=86_400.0).contains(&d) => Duration::from_secs_f64(d),
-        Some(d) => return Err(Error::Usage(format!("--delay {d} is not a number of seconds between 0 and 86400"))),
+        Some(d) => {
+            return Err(Error::Usage(format!(
+                "--delay {d} is not a number of seconds between 0 and 86400"
+            )))
+        }
     };
 
     let reconnect_timeout = match args.reconnect_timeout {
         d if d.is_finite() && (0.0..=86_400.0).contains(&d) => Duration::from_secs_f64(d),
-        d => return Err(Error::Usage(format!("--reconnect-timeout {d} is not a number of seconds between 0 and 86400"))),
+        d => {
+            return Err(Error::Usage(format!(
+                "--reconnect-timeout {d} is not a number of seconds between 0 and 86400"
+            )))
+        }
     };
     let stats_interval = match args.stats_interval {
         d if d.is_finite() && (0.1..=3600.0).contains(&d) => Duration::from_secs_f64(d),
-        d => return Err(Error::Usage(format!("--stats-interval {d} is not a number of seconds between 0.1 and 3600"))),
+        d => {
+            return Err(Error::Usage(format!(
+                "--stats-interval {d} is not a number of seconds between 0.1 and 3600"
+            )))
+        }
     };
     let tracks = args
         .tracks
@@ -277,11 +311,15 @@ fn credentials(args: &Args, matches: &ArgMatches) -> Result<Option<Credentials>>
     let secret = non_empty(&args.api_secret);
 
     if args.token.is_some() && token.is_none() {
-        return Err(Error::Usage("--token is empty; pass a LiveKit access token".into()));
+        return Err(Error::Usage(
+            "--token is empty; pass a LiveKit access token".into(),
+        ));
     }
     // Both typed on the command line: the user asked for two different things.
     if typed(matches, "token") && (typed(matches, "api_key") || typed(matches, "api_secret")) {
-        return Err(Error::Usage("give either --token or --api-key/--api-secret, not both".into()));
+        return Err(Error::Usage(
+            "give either --token or --api-key/--api-secret, not both".into(),
+        ));
     }
     if let Some(t) = token {
         // A token from the command line, or from LIVEKIT_TOKEN when no key was typed.
@@ -299,7 +337,9 @@ fn credentials(args: &Args, matches: &ArgMatches) -> Result<Option<Credentials>>
             ))
         }
         (None, Some(_), _) => {
-            return Err(Error::Usage("--api-secret needs --api-key (or LIVEKIT_API_KEY) to mint a token".into()))
+            return Err(Error::Usage(
+                "--api-secret needs --api-key (or LIVEKIT_API_KEY) to mint a token".into(),
+            ))
         }
         (None, None, false) => {
             if args.room.is_some() && typed(matches, "room") {
@@ -313,10 +353,19 @@ fn credentials(args: &Args, matches: &ArgMatches) -> Result<Option<Credentials>>
     let room = match non_empty(&args.room) {
         Some(r) => r,
         None if args.dev => DEV_ROOM.to_string(),
-        None => return Err(Error::Usage("--room is required with --api-key/--api-secret".into())),
+        None => {
+            return Err(Error::Usage(
+                "--room is required with --api-key/--api-secret".into(),
+            ))
+        }
     };
     let identity = non_empty(&args.identity).unwrap_or_else(|| DEFAULT_IDENTITY.to_string());
-    Ok(Some(Credentials::Mint { api_key: key, api_secret: secret, room, identity }))
+    Ok(Some(Credentials::Mint {
+        api_key: key,
+        api_secret: secret,
+        room,
+        identity,
+    }))
 }
 
 /// Accept ws://, wss://, http:// and https:// (as the LiveKit SDKs do) and return a ws(s) URL.
@@ -337,11 +386,14 @@ pub fn normalise_url(text: &str) -> Result<url::Url> {
         return Err(bad("no host"));
     }
     // Cannot fail: switching between these special schemes is always allowed.
-    url.set_scheme(scheme).map_err(|_| bad("cannot use this scheme"))?;
+    url.set_scheme(scheme)
+        .map_err(|_| bad("cannot use this scheme"))?;
     url.set_query(None);
     url.set_fragment(None);
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not supported; use --token or --api-key/--api-secret"));
+        return Err(bad(
+            "credentials in the URL are not supported; use --token or --api-key/--api-secret",
+        ));
     }
     Ok(url)
 }
@@ -374,8 +426,19 @@ mod tests {
 
     #[test]
     fn go_style_flags_and_pipeline_after_dashes() {
-        let c = run(&["--url", "https://example.test", "--token", "abc", "--delay", "2", "--", "videotestsrc", "!", "x264enc"])
-            .unwrap();
+        let c = run(&[
+            "--url",
+            "https://example.test",
+            "--token",
+            "abc",
+            "--delay",
+            "2",
+            "--",
+            "videotestsrc",
+            "!",
+            "x264enc",
+        ])
+        .unwrap();
         assert_eq!(c.url.as_str(), "wss://example.test/");
         assert_eq!(c.pipeline, "videotestsrc ! x264enc");
         assert_eq!(c.delay, Duration::from_secs(2));
@@ -387,8 +450,16 @@ mod tests {
         let c = run(&["--dev", "--", "videotestsrc", "!", "vp8enc"]).unwrap();
         assert_eq!(c.url.as_str(), "ws://127.0.0.1:7880/");
         match c.credentials.unwrap() {
-            Credentials::Mint { api_key, room, identity, .. } => {
-                assert_eq!((api_key.as_str(), room.as_str(), identity.as_str()), ("devkey", "dev", DEFAULT_IDENTITY));
+            Credentials::Mint {
+                api_key,
+                room,
+                identity,
+                ..
+            } => {
+                assert_eq!(
+                    (api_key.as_str(), room.as_str(), identity.as_str()),
+                    ("devkey", "dev", DEFAULT_IDENTITY)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -403,7 +474,15 @@ mod tests {
 
     #[test]
     fn malformed_url_is_a_usage_error_without_the_query() {
-        let e = run(&["--url", "ftp://host?access_token=SECRET", "--token", "t", "--", "x"]).unwrap_err();
+        let e = run(&[
+            "--url",
+            "ftp://host?access_token=SECRET",
+            "--token",
+            "t",
+            "--",
+            "x",
+        ])
+        .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(!e.to_string().contains("SECRET"), "{e}");
         let e = run(&["--url", "not a url", "--token", "t", "--", "x"]).unwrap_err();
@@ -426,7 +505,17 @@ mod tests {
 
     #[test]
     fn debug_never_shows_secrets() {
-        let c = run(&["--api-key", "k", "--api-secret", "SUPERSECRET", "--room", "r", "--", "x"]).unwrap();
+        let c = run(&[
+            "--api-key",
+            "k",
+            "--api-secret",
+            "SUPERSECRET",
+            "--room",
+            "r",
+            "--",
+            "x",
+        ])
+        .unwrap();
         assert!(!format!("{c:?}").contains("SUPERSECRET"));
         let c = run(&["--token", "TOKENVALUE", "--", "x"]).unwrap();
         assert!(!format!("{c:?}").contains("TOKENVALUE"));

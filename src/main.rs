@@ -31,7 +31,10 @@ fn main() -> ExitCode {
         };
     }
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -41,7 +44,9 @@ fn main() -> ExitCode {
     // Signals are watched on a thread of their own, so that a second SIGINT ends the process
     // at once even while the run loop is busy (e.g. waiting for the pipeline to stop).
     let (stop_tx, stop_rx) = mpsc::unbounded_channel();
-    let watcher = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     match watcher {
         Ok(rt) => {
             let spawned = std::thread::Builder::new()
@@ -55,7 +60,10 @@ fn main() -> ExitCode {
     }
     let result = runtime.block_on(async move {
         if !config.delay.is_zero() {
-            tracing::info!("publishing after {:.1} s (--delay)", config.delay.as_secs_f64());
+            tracing::info!(
+                "publishing after {:.1} s (--delay)",
+                config.delay.as_secs_f64()
+            );
         }
         gstreamer_publisher::app::run(config, stop_rx).await
     });
@@ -72,7 +80,10 @@ fn main() -> ExitCode {
 /// SIGINT/SIGTERM ask the session to leave cleanly; a second one ends the process at once.
 async fn watch_signals(stop: mpsc::UnboundedSender<StopSource>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("cannot watch SIGINT/SIGTERM");
         return;
     };
@@ -102,7 +113,8 @@ fn init_logging(verbose: bool, quiet: bool) {
     } else {
         "warn,gstreamer_publisher=info"
     };
-    let filter = EnvFilter::try_from_env("GST_PUBLISHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("GST_PUBLISHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

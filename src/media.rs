@@ -178,7 +178,9 @@ impl Source {
             "camera" => Some(Source::Camera),
             "microphone" | "mic" => Some(Source::Microphone),
             "screen_share" | "screenshare" | "screen" => Some(Source::ScreenShare),
-            "screen_share_audio" | "screenshare_audio" | "screen_audio" => Some(Source::ScreenShareAudio),
+            "screen_share_audio" | "screenshare_audio" | "screen_audio" => {
+                Some(Source::ScreenShareAudio)
+            }
             _ => None,
         }
     }
@@ -205,14 +207,24 @@ impl TrackSpec {
     /// Parse `SELECTOR=name:NAME,source:SOURCE` (either key may be left out).
     pub fn parse(text: &str) -> Result<TrackSpec, String> {
         let usage = "expected SELECTOR=name:NAME,source:SOURCE, e.g. `--track cam=name:Camera,source:camera`";
-        let (selector, rest) = text.split_once('=').ok_or_else(|| format!("--track {text:?}: {usage}"))?;
+        let (selector, rest) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--track {text:?}: {usage}"))?;
         let selector = selector.trim();
         if selector.is_empty() {
-            return Err(format!("--track {text:?}: the selector before '=' is empty; {usage}"));
+            return Err(format!(
+                "--track {text:?}: the selector before '=' is empty; {usage}"
+            ));
         }
-        let mut spec = TrackSpec { selector: selector.to_string(), name: None, source: None };
+        let mut spec = TrackSpec {
+            selector: selector.to_string(),
+            name: None,
+            source: None,
+        };
         for part in rest.split(',').filter(|p| !p.trim().is_empty()) {
-            let (key, value) = part.split_once(':').ok_or_else(|| format!("--track {text:?}: {part:?} is not key:value; {usage}"))?;
+            let (key, value) = part
+                .split_once(':')
+                .ok_or_else(|| format!("--track {text:?}: {part:?} is not key:value; {usage}"))?;
             match key.trim() {
                 "name" => spec.name = Some(value.trim().to_string()),
                 "source" => {
@@ -226,14 +238,17 @@ impl TrackSpec {
             }
         }
         if spec.name.is_none() && spec.source.is_none() {
-            return Err(format!("--track {text:?}: give name: and/or source:; {usage}"));
+            return Err(format!(
+                "--track {text:?}: give name: and/or source:; {usage}"
+            ));
         }
         Ok(spec)
     }
 
     /// Does this spec select `output`?
     pub fn selects(&self, output: &Output) -> bool {
-        self.selector == output.element || self.selector == format!("{}.{}", output.element, output.pad)
+        self.selector == output.element
+            || self.selector == format!("{}.{}", output.element, output.pad)
     }
 }
 
@@ -256,9 +271,13 @@ mod tests {
             caps: String::new(),
         };
         assert!(s.selects(&o));
-        assert!(TrackSpec::parse("screen.src=source:camera").unwrap().selects(&o));
+        assert!(TrackSpec::parse("screen.src=source:camera")
+            .unwrap()
+            .selects(&o));
         assert!(!TrackSpec::parse("cam=name:x").unwrap().selects(&o));
-        assert!(TrackSpec::parse("cam=source:tv").unwrap_err().contains("screen_share"));
+        assert!(TrackSpec::parse("cam=source:tv")
+            .unwrap_err()
+            .contains("screen_share"));
         assert!(TrackSpec::parse("cam").is_err());
         assert!(TrackSpec::parse("=name:x").is_err());
         assert!(TrackSpec::parse("cam=colour:red").is_err());

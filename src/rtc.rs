@@ -71,12 +71,21 @@ struct LossInjector {
 impl LossInjector {
     fn from_env(pc: Pc) -> Option<LossInjector> {
         use rand::SeedableRng;
-        let fraction: f64 = std::env::var("GST_PUBLISHER_TEST_OUTGOING_LOSS").ok()?.parse().ok()?;
+        let fraction: f64 = std::env::var("GST_PUBLISHER_TEST_OUTGOING_LOSS")
+            .ok()?
+            .parse()
+            .ok()?;
         if !(0.0..1.0).contains(&fraction) || fraction == 0.0 || pc != Pc::Publisher {
             return None;
         }
-        tracing::warn!("test hook: dropping {:.1}% of outgoing media packets", fraction * 100.0);
-        Some(LossInjector { fraction, rng: rand::rngs::StdRng::seed_from_u64(0x5eed) })
+        tracing::warn!(
+            "test hook: dropping {:.1}% of outgoing media packets",
+            fraction * 100.0
+        );
+        Some(LossInjector {
+            fraction,
+            rng: rand::rngs::StdRng::seed_from_u64(0x5eed),
+        })
     }
 
     fn drop_it(&mut self, datagram: &[u8]) -> bool {
@@ -121,7 +130,11 @@ fn rtc_config() -> RtcConfig {
     // Only what we publish: Opus, VP8, VP9 profile 0, AV1, and H.264 in the four profiles
     // browsers decode, packetization-mode 1. Each m-line is then narrowed to its own codec
     // (see `narrow_offer`).
-    let mut config = RtcConfig::new().clear_codecs().enable_opus(true, false).enable_vp8(true).enable_av1(true);
+    let mut config = RtcConfig::new()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_av1(true);
     {
         let codecs = config.codec_config();
         codecs.add_h264(102.into(), Some(103.into()), true, 0x42e01f);
@@ -134,7 +147,10 @@ fn rtc_config() -> RtcConfig {
             RtcCodec::Vp9,
             Frequency::NINETY_KHZ,
             None,
-            str0m::format::FormatParams { profile_id: Some(0), ..Default::default() },
+            str0m::format::FormatParams {
+                profile_id: Some(0),
+                ..Default::default()
+            },
         );
     }
     config.set_stats_interval(Some(Duration::from_secs(1)))
@@ -142,7 +158,11 @@ fn rtc_config() -> RtcConfig {
 
 impl Peer {
     /// Bind the sockets and create the `Rtc`. Received datagrams go to `datagrams`.
-    pub async fn new(pc: Pc, now: Instant, datagrams: mpsc::Sender<Datagram>) -> std::io::Result<Peer> {
+    pub async fn new(
+        pc: Pc,
+        now: Instant,
+        datagrams: mpsc::Sender<Datagram>,
+    ) -> std::io::Result<Peer> {
         let mut rtc = rtc_config().build(now);
         let mut sockets = Vec::new();
         let mut recv_tasks = Vec::new();
@@ -171,7 +191,12 @@ impl Peer {
                 loop {
                     match s.recv_from(&mut buf).await {
                         Ok((n, source)) => {
-                            let d = Datagram { pc, local, source, data: buf[..n].to_vec() };
+                            let d = Datagram {
+                                pc,
+                                local,
+                                source,
+                                data: buf[..n].to_vec(),
+                            };
                             if tx.send(d).await.is_err() {
                                 return;
                             }
@@ -213,7 +238,11 @@ impl Peer {
     }
 
     /// Create an offer with `changes`; returns the SDP and the mid given to each new cid.
-    pub fn create_offer(&mut self, now: Instant, changes: &OfferChanges) -> Result<(String, Vec<(String, String)>), String> {
+    pub fn create_offer(
+        &mut self,
+        now: Instant,
+        changes: &OfferChanges,
+    ) -> Result<(String, Vec<(String, String)>), String> {
         let mut api = self.rtc.sdp_api();
         if changes.data_channels {
             api.add_channel_with_config(ChannelConfig {
@@ -236,8 +265,15 @@ impl Peer {
                 MediaKind::Audio => RtcKind::Audio,
                 MediaKind::Video => RtcKind::Video,
             };
-            let mid = api.add_media(kind, Direction::SendOnly, Some(m.stream_id.clone()), Some(m.cid.clone()), None);
-            self.media.insert(mid, (m.codec, m.h264_profile_level_id.clone()));
+            let mid = api.add_media(
+                kind,
+                Direction::SendOnly,
+                Some(m.stream_id.clone()),
+                Some(m.cid.clone()),
+                None,
+            );
+            self.media
+                .insert(mid, (m.codec, m.h264_profile_level_id.clone()));
             mids.push((m.cid.clone(), mid.to_string()));
             narrow.push((mid.to_string(), m.clone()));
         }
@@ -260,8 +296,14 @@ impl Peer {
     /// Apply the answer to our pending offer.
     pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), String> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("bad answer: {e}"))?;
-        let pending = self.pending_offer.take().ok_or("an answer without a pending offer")?;
-        self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| e.to_string())?;
+        let pending = self
+            .pending_offer
+            .take()
+            .ok_or("an answer without a pending offer")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())?;
         self.pt_cache.clear();
         self.kick(now);
         Ok(())
@@ -270,7 +312,11 @@ impl Peer {
     /// Answer a remote offer (the subscriber connection).
     pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, String> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad offer: {e}"))?;
-        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| e.to_string())?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| e.to_string())?;
         self.kick(now);
         Ok(answer.to_sdp_string())
     }
@@ -294,15 +340,30 @@ impl Peer {
     }
 
     /// Write one encoded frame on `mid`.
-    pub fn write(&mut self, now: Instant, mid: &str, wallclock: Instant, rtp_ticks: u64, data: Arc<[u8]>) {
+    pub fn write(
+        &mut self,
+        now: Instant,
+        mid: &str,
+        wallclock: Instant,
+        rtp_ticks: u64,
+        data: Arc<[u8]>,
+    ) {
         let mid = Mid::from(mid);
         let Some(pt) = self.pt_for(mid) else {
             tracing::debug!(%mid, "no payload type negotiated yet; frame dropped");
             return;
         };
-        let Some((codec, _)) = self.media.get(&mid) else { return };
-        let freq = if *codec == Codec::Opus { Frequency::FORTY_EIGHT_KHZ } else { Frequency::NINETY_KHZ };
-        let Some(writer) = self.rtc.writer(mid) else { return };
+        let Some((codec, _)) = self.media.get(&mid) else {
+            return;
+        };
+        let freq = if *codec == Codec::Opus {
+            Frequency::FORTY_EIGHT_KHZ
+        } else {
+            Frequency::NINETY_KHZ
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
         if let Err(e) = writer.write(pt, wallclock, MediaTime::new(rtp_ticks, freq), data) {
             tracing::debug!(%mid, "write failed: {e}");
         }
@@ -323,15 +384,24 @@ impl Peer {
             Codec::Opus => RtcCodec::Opus,
         };
         let want_profile = profile.as_deref().and_then(h264_profile_prefix);
-        let candidates: Vec<_> = writer.payload_params().filter(|p| p.spec().codec == want).collect();
+        let candidates: Vec<_> = writer
+            .payload_params()
+            .filter(|p| p.spec().codec == want)
+            .collect();
         let best = candidates
             .iter()
             .find(|p| {
                 codec != Codec::H264
                     || (p.spec().format.packetization_mode == Some(1)
-                        && want_profile.is_none_or(|w| p.spec().format.profile_level_id.map(|id| id >> 8) == Some(w)))
+                        && want_profile.is_none_or(|w| {
+                            p.spec().format.profile_level_id.map(|id| id >> 8) == Some(w)
+                        }))
             })
-            .or_else(|| candidates.iter().find(|p| codec != Codec::H264 || p.spec().format.packetization_mode == Some(1)))
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|p| codec != Codec::H264 || p.spec().format.packetization_mode == Some(1))
+            })
             .or(candidates.first())?;
         let pt = best.pt();
         self.pt_cache.insert(mid, pt);
@@ -340,8 +410,18 @@ impl Peer {
 
     /// Feed a received datagram.
     pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
-        let Ok(contents) = d.data.as_slice().try_into() else { return };
-        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source: d.source, destination: d.local, contents });
+        let Ok(contents) = d.data.as_slice().try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: d.source,
+                destination: d.local,
+                contents,
+            },
+        );
         if self.rtc.accepts(&input) {
             if let Err(e) = self.rtc.handle_input(input) {
                 tracing::debug!(pc = ?self.pc, "input: {e}");
@@ -404,14 +484,18 @@ impl Peer {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         events.push(PeerEvent::Disconnected);
                     }
-                    Event::IceConnectionStateChange(IceConnectionState::Connected | IceConnectionState::Completed)
-                        if self.connected =>
-                    {
+                    Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ) if self.connected => {
                         // Connectivity came back after a loss.
                         events.push(PeerEvent::Connected);
                     }
-                    Event::IceConnectionStateChange(s) => tracing::debug!(pc = ?self.pc, "ICE {s:?}"),
-                    Event::KeyframeRequest(k) => events.push(PeerEvent::KeyframeRequest(k.mid.to_string())),
+                    Event::IceConnectionStateChange(s) => {
+                        tracing::debug!(pc = ?self.pc, "ICE {s:?}")
+                    }
+                    Event::KeyframeRequest(k) => {
+                        events.push(PeerEvent::KeyframeRequest(k.mid.to_string()))
+                    }
                     Event::MediaEgressStats(s) => events.push(PeerEvent::Egress(
                         s.mid.to_string(),
                         crate::stats::Egress {
@@ -424,7 +508,9 @@ impl Peer {
                             loss: s.loss,
                         },
                     )),
-                    Event::ChannelOpen(_, label) => tracing::debug!(pc = ?self.pc, "data channel {label} open"),
+                    Event::ChannelOpen(_, label) => {
+                        tracing::debug!(pc = ?self.pc, "data channel {label} open")
+                    }
                     _ => {}
                 },
                 Err(e) => {
@@ -447,7 +533,9 @@ pub fn candidate_from_json(json: &str) -> Option<String> {
 
 /// First four hex digits of an H.264 profile-level-id (profile_idc + constraint flags).
 fn h264_profile_prefix(id: &str) -> Option<u32> {
-    (id.len() == 6).then(|| u32::from_str_radix(&id[..4], 16).ok()).flatten()
+    (id.len() == 6)
+        .then(|| u32::from_str_radix(&id[..4], 16).ok())
+        .flatten()
 }
 
 /// Put each new m-line's own codec first in the offer.
@@ -471,8 +559,16 @@ pub fn prefer_codecs(sdp: &str, media: &[(String, NewMedia)]) -> String {
         }
     }
     for section in sections.iter_mut().skip(1) {
-        let Some(mid) = section.iter().find_map(|l| l.strip_prefix("a=mid:")).map(str::to_string) else { continue };
-        let Some((_, m)) = media.iter().find(|(id, _)| *id == mid) else { continue };
+        let Some(mid) = section
+            .iter()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let Some((_, m)) = media.iter().find(|(id, _)| *id == mid) else {
+            continue;
+        };
         prefer_in_section(section, m);
     }
     sections.concat().join(eol)
@@ -485,7 +581,10 @@ fn prefer_in_section(section: &mut [String], m: &NewMedia) {
     for l in section.iter() {
         if let Some(rest) = l.strip_prefix("a=rtpmap:") {
             if let Some((pt, enc)) = rest.split_once(' ') {
-                names.push((pt.to_string(), enc.split('/').next().unwrap_or("").to_ascii_uppercase()));
+                names.push((
+                    pt.to_string(),
+                    enc.split('/').next().unwrap_or("").to_ascii_uppercase(),
+                ));
             }
         } else if let Some(rest) = l.strip_prefix("a=fmtp:") {
             if let Some((pt, params)) = rest.split_once(' ') {
@@ -500,13 +599,22 @@ fn prefer_in_section(section: &mut [String], m: &NewMedia) {
         Codec::Av1 => "AV1",
         Codec::Opus => "OPUS",
     };
-    let profile = m.h264_profile_level_id.as_deref().and_then(h264_profile_prefix);
+    let profile = m
+        .h264_profile_level_id
+        .as_deref()
+        .and_then(h264_profile_prefix);
     let fmtp_profile = |pt: &str| -> Option<u32> {
         let f = fmtp.get(pt)?;
-        let v = f.split(';').find_map(|kv| kv.trim().strip_prefix("profile-level-id="))?;
+        let v = f
+            .split(';')
+            .find_map(|kv| kv.trim().strip_prefix("profile-level-id="))?;
         u32::from_str_radix(v, 16).ok().map(|x| x >> 8)
     };
-    let primaries: Vec<&String> = names.iter().filter(|(_, n)| n == want).map(|(pt, _)| pt).collect();
+    let primaries: Vec<&String> = names
+        .iter()
+        .filter(|(_, n)| n == want)
+        .map(|(pt, _)| pt)
+        .collect();
     let Some(primary) = primaries
         .iter()
         .find(|pt| m.codec != Codec::H264 || profile.is_none() || fmtp_profile(pt) == profile)
@@ -517,7 +625,11 @@ fn prefer_in_section(section: &mut [String], m: &NewMedia) {
     };
     let mut first = vec![primary.clone()];
     for (pt, n) in &names {
-        if n == "RTX" && fmtp.get(pt).is_some_and(|f| f.split(';').any(|kv| kv.trim() == format!("apt={primary}"))) {
+        if n == "RTX"
+            && fmtp
+                .get(pt)
+                .is_some_and(|f| f.split(';').any(|kv| kv.trim() == format!("apt={primary}")))
+        {
             first.push(pt.clone());
         }
     }
@@ -526,12 +638,19 @@ fn prefer_in_section(section: &mut [String], m: &NewMedia) {
             let parts: Vec<&str> = rest.split(' ').collect();
             if parts.len() > 3 {
                 let mut fmts: Vec<&str> = first.iter().map(String::as_str).collect();
-                fmts.extend(parts[3..].iter().copied().filter(|p| !first.iter().any(|k| k == p)));
+                fmts.extend(
+                    parts[3..]
+                        .iter()
+                        .copied()
+                        .filter(|p| !first.iter().any(|k| k == p)),
+                );
                 *l = format!("m={} {}", parts[..3].join(" "), fmts.join(" "));
             }
-        } else if let (Codec::H264, Some(real), Some(rest)) =
-            (m.codec, m.h264_profile_level_id.as_deref(), l.strip_prefix(&format!("a=fmtp:{primary} ")))
-        {
+        } else if let (Codec::H264, Some(real), Some(rest)) = (
+            m.codec,
+            m.h264_profile_level_id.as_deref(),
+            l.strip_prefix(&format!("a=fmtp:{primary} ")),
+        ) {
             let params: Vec<String> = rest
                 .split(';')
                 .map(|kv| {
@@ -568,9 +687,20 @@ mod tests {
     #[test]
     fn h264_with_the_stream_profile_goes_first_with_its_real_level() {
         let out = prefer_codecs(OFFER, &[("1".into(), media(Codec::H264, Some("640028")))]);
-        assert!(out.contains("m=video 9 UDP/TLS/RTP/SAVPF 108 109 96 97 102 103\r\n"), "{out}");
-        assert!(out.contains("a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640028"), "{out}");
-        assert!(out.contains("profile-level-id=42e01f"), "other payload types keep theirs: {out}");
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 108 109 96 97 102 103\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640028"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("profile-level-id=42e01f"),
+            "other payload types keep theirs: {out}"
+        );
     }
 
     #[test]
@@ -584,7 +714,10 @@ mod tests {
     #[test]
     fn trickle_json_is_read_leniently() {
         let j = r#"{"candidate":"candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host","sdpMid":"","sdpMLineIndex":0}"#;
-        assert_eq!(candidate_from_json(j).unwrap(), "candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host");
+        assert_eq!(
+            candidate_from_json(j).unwrap(),
+            "candidate:1 1 udp 2130706431 127.0.0.1 7882 typ host"
+        );
         assert!(candidate_from_json("not json").is_none());
     }
 }

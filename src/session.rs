@@ -92,7 +92,10 @@ pub enum Action {
     /// Open the signalling connection. `refresh_token` is the latest token the server gave
     /// us, if any; `resume` asks the server to resume the session of this participant (the
     /// peer connections are kept) instead of joining anew.
-    Connect { refresh_token: Option<String>, resume: Option<Resume> },
+    Connect {
+        refresh_token: Option<String>,
+        resume: Option<Resume>,
+    },
     /// Drop the signalling connection only (a resume follows; the peer connections stay).
     CloseSignal,
     /// Drop the signalling connection and both peer connections (before a full reconnect).
@@ -105,14 +108,22 @@ pub enum Action {
     ApplyAnswer(String),
     /// Apply the server's offer on the subscriber PC and feed back [`Input::AnswerCreated`]
     /// with the same `id`.
-    AnswerSubscriberOffer { sdp: String, id: u32 },
+    AnswerSubscriberOffer {
+        sdp: String,
+        id: u32,
+    },
     /// A remote ICE candidate (the JSON `candidateInit` of a trickle message).
     AddRemoteCandidate(Pc, String),
     /// Ask this output's encoder for a keyframe.
     RequestKeyframe(OutputId),
     /// Announce a change in what we publish (for the status line and logs).
-    TrackLive { output: OutputId, sid: String },
-    TrackEnded { output: OutputId },
+    TrackLive {
+        output: OutputId,
+        sid: String,
+    },
+    TrackEnded {
+        output: OutputId,
+    },
     /// Stop the pipeline (set it to NULL).
     StopPipeline,
     /// Close the signalling connection and the peer connections, then end the process with
@@ -133,7 +144,10 @@ pub enum Input {
     /// The signalling WebSocket closed or failed.
     SignalClosed(String),
     /// The publisher offer we asked for, with the mid each new media got (by cid).
-    OfferCreated { sdp: String, mids: Vec<(String, String)> },
+    OfferCreated {
+        sdp: String,
+        mids: Vec<(String, String)>,
+    },
     /// The subscriber answer we asked for.
     AnswerCreated { sdp: String, id: u32 },
     /// A peer connection is connected (ICE + DTLS).
@@ -177,9 +191,17 @@ enum TrackState {
     /// Published by the server; its media section waits for the next offer.
     Published { cid: String, sid: String },
     /// Its media section is in the offer in flight.
-    Negotiating { cid: String, sid: String, mid: String },
+    Negotiating {
+        cid: String,
+        sid: String,
+        mid: String,
+    },
     /// Negotiated: frames flow once the publisher PC is connected.
-    Live { cid: String, sid: String, mid: String },
+    Live {
+        cid: String,
+        sid: String,
+        mid: String,
+    },
     /// The output ended (or the server refused it); its media section, if any, is removed.
     Ended,
 }
@@ -292,7 +314,10 @@ impl Session {
             started: now,
             now,
             tracks: BTreeMap::new(),
-            neg: Negotiation { next_id: 1, ..Default::default() },
+            neg: Negotiation {
+                next_id: 1,
+                ..Default::default()
+            },
             publisher_connected: false,
             subscriber_remote_set: false,
             pending_candidates: Vec::new(),
@@ -313,7 +338,10 @@ impl Session {
             resuming: false,
             last_subscriber_offer: None,
             last_subscriber_answer: None,
-            actions: VecDeque::from([Action::Connect { refresh_token: None, resume: None }]),
+            actions: VecDeque::from([Action::Connect {
+                refresh_token: None,
+                resume: None,
+            }]),
         }
     }
 
@@ -330,14 +358,20 @@ impl Session {
     /// The output whose live track is sent on publisher `mid`.
     pub fn output_for_mid(&self, mid: &str) -> Option<OutputId> {
         self.tracks.iter().find_map(|(id, t)| match &t.state {
-            TrackState::Live { mid: m, .. } | TrackState::Negotiating { mid: m, .. } if m == mid => Some(*id),
+            TrackState::Live { mid: m, .. } | TrackState::Negotiating { mid: m, .. }
+                if m == mid =>
+            {
+                Some(*id)
+            }
             _ => None,
         })
     }
 
     /// RTP clock rate of an output's codec.
     pub fn clock_rate(&self, output: OutputId) -> Option<u32> {
-        self.tracks.get(&output).map(|t| t.output.codec.clock_rate())
+        self.tracks
+            .get(&output)
+            .map(|t| t.output.codec.clock_rate())
     }
 
     /// True once the session has decided to end.
@@ -376,7 +410,9 @@ impl Session {
             return None;
         }
         let track = self.tracks.get_mut(&output)?;
-        let TrackState::Live { mid, .. } = &track.state else { return None };
+        let TrackState::Live { mid, .. } = &track.state else {
+            return None;
+        };
         if track.awaiting_keyframe {
             if !keyframe {
                 return None;
@@ -417,7 +453,12 @@ impl Session {
             Input::OfferCreated { sdp, mids } => self.on_offer_created(sdp, mids),
             Input::AnswerCreated { sdp, id } => {
                 if self.phase == Phase::Joined {
-                    let answer = proto::SessionDescription { r#type: "answer".into(), sdp, id, ..Default::default() };
+                    let answer = proto::SessionDescription {
+                        r#type: "answer".into(),
+                        sdp,
+                        id,
+                        ..Default::default()
+                    };
                     self.last_subscriber_answer = Some(answer.clone());
                     self.send(Req::Answer(answer));
                 }
@@ -467,13 +508,15 @@ impl Session {
         match msg {
             Resp::Join(join) => self.on_join(join),
             Resp::Answer(answer) => self.on_answer(answer),
-            Resp::Offer(offer)
-                if self.phase == Phase::Joined => {
-                    self.subscriber_remote_set = true;
-                    self.last_subscriber_offer = Some(offer.clone());
-                    self.actions.push_back(Action::AnswerSubscriberOffer { sdp: offer.sdp, id: offer.id });
-                    self.flush_candidates();
-                }
+            Resp::Offer(offer) if self.phase == Phase::Joined => {
+                self.subscriber_remote_set = true;
+                self.last_subscriber_offer = Some(offer.clone());
+                self.actions.push_back(Action::AnswerSubscriberOffer {
+                    sdp: offer.sdp,
+                    id: offer.id,
+                });
+                self.flush_candidates();
+            }
             Resp::Trickle(t) => {
                 let pc = Pc::from_target(t.target);
                 let ready = match pc {
@@ -481,7 +524,8 @@ impl Session {
                     Pc::Subscriber => self.subscriber_remote_set,
                 };
                 if ready {
-                    self.actions.push_back(Action::AddRemoteCandidate(pc, t.candidate_init));
+                    self.actions
+                        .push_back(Action::AddRemoteCandidate(pc, t.candidate_init));
                 } else {
                     self.pending_candidates.push((pc, t.candidate_init));
                 }
@@ -491,7 +535,11 @@ impl Session {
             Resp::Leave(leave) => self.on_server_leave(leave),
             Resp::RefreshToken(t) => self.refresh_token = Some(t),
             Resp::Reconnect(_) => self.on_resumed(),
-            Resp::Mute(_) | Resp::Update(_) | Resp::RoomUpdate(_) | Resp::PongResp(_) | Resp::Pong(_) => {}
+            Resp::Mute(_)
+            | Resp::Update(_)
+            | Resp::RoomUpdate(_)
+            | Resp::PongResp(_)
+            | Resp::Pong(_) => {}
             _ => {}
         }
     }
@@ -540,7 +588,11 @@ impl Session {
         };
         // The server echoes our offer id; 0 means "not set" in older servers.
         if answer.id != id && answer.id != 0 {
-            tracing::debug!(answer = answer.id, current = id, "ignoring an answer for an old offer");
+            tracing::debug!(
+                answer = answer.id,
+                current = id,
+                "ignoring an answer for an old offer"
+            );
             return;
         }
         self.neg.in_flight = None;
@@ -549,7 +601,11 @@ impl Session {
         self.flush_candidates();
         for track in self.tracks.values_mut() {
             if let TrackState::Negotiating { cid, sid, mid } = &track.state {
-                track.state = TrackState::Live { cid: cid.clone(), sid: sid.clone(), mid: mid.clone() };
+                track.state = TrackState::Live {
+                    cid: cid.clone(),
+                    sid: sid.clone(),
+                    mid: mid.clone(),
+                };
             }
         }
         self.go_live();
@@ -560,9 +616,11 @@ impl Session {
     }
 
     fn on_track_published(&mut self, p: proto::TrackPublishedResponse) {
-        let Some((_, track)) = self.tracks.iter_mut().find(
-            |(_, t)| matches!(&t.state, TrackState::Requested { cid, .. } if *cid == p.cid),
-        ) else {
+        let Some((_, track)) = self
+            .tracks
+            .iter_mut()
+            .find(|(_, t)| matches!(&t.state, TrackState::Requested { cid, .. } if *cid == p.cid))
+        else {
             return;
         };
         let sid = p.track.map(|t| t.sid).unwrap_or_default();
@@ -575,7 +633,9 @@ impl Session {
         if r.reason == Reason::Ok as i32 {
             return;
         }
-        let reason = Reason::try_from(r.reason).map(|r| r.as_str_name()).unwrap_or("UNKNOWN");
+        let reason = Reason::try_from(r.reason)
+            .map(|r| r.as_str_name())
+            .unwrap_or("UNKNOWN");
         match r.request {
             Some(Request::AddTrack(add)) => {
                 let name = self
@@ -589,11 +649,16 @@ impl Session {
                         "the server refused to publish {name} ({reason}): the token lacks canPublish or this source in canPublishSources"
                     ))
                 } else {
-                    Error::Runtime(format!("the server refused to publish {name}: {reason} {}", r.message))
+                    Error::Runtime(format!(
+                        "the server refused to publish {name}: {reason} {}",
+                        r.message
+                    ))
                 };
                 self.leave(Err(err));
             }
-            _ => tracing::warn!(reason, message = %r.message, "the server reported an error for a request"),
+            _ => {
+                tracing::warn!(reason, message = %r.message, "the server reported an error for a request")
+            }
         }
     }
 
@@ -605,13 +670,18 @@ impl Session {
         let reason = proto::DisconnectReason::try_from(leave.reason)
             .map(|r| r.as_str_name())
             .unwrap_or("UNKNOWN_REASON");
-        let action = proto::leave_request::Action::try_from(leave.action).unwrap_or(proto::leave_request::Action::Disconnect);
+        let action = proto::leave_request::Action::try_from(leave.action)
+            .unwrap_or(proto::leave_request::Action::Disconnect);
         match action {
             proto::leave_request::Action::Disconnect => {
                 self.actions.push_back(Action::StopPipeline);
-                self.finish(Err(Error::Removed(format!("the server removed this participant from the room ({reason})"))));
+                self.finish(Err(Error::Removed(format!(
+                    "the server removed this participant from the room ({reason})"
+                ))));
             }
-            _ => self.lost(format!("the server asked this participant to reconnect ({reason})")),
+            _ => self.lost(format!(
+                "the server asked this participant to reconnect ({reason})"
+            )),
         }
     }
 
@@ -633,8 +703,12 @@ impl Session {
             let track = self.tracks.get_mut(&id).expect("id comes from the map");
             let out = &track.output;
             let spec = self.config.tracks.iter().find(|s| s.selects(out));
-            let name = spec.and_then(|s| s.name.clone()).unwrap_or_else(|| out.element.clone());
-            let source = spec.and_then(|s| s.source).unwrap_or(Source::default_for(out.kind()));
+            let name = spec
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| out.element.clone());
+            let source = spec
+                .and_then(|s| s.source)
+                .unwrap_or(Source::default_for(out.kind()));
             let mut req = proto::AddTrackRequest {
                 cid: cid.clone(),
                 name,
@@ -663,12 +737,14 @@ impl Session {
                 MediaKind::Audio => {
                     req.r#type = proto::TrackType::Audio as i32;
                     if out.format.channels.unwrap_or(1) >= 2 {
-                        req.audio_features.push(proto::AudioTrackFeature::TfStereo as i32);
+                        req.audio_features
+                            .push(proto::AudioTrackFeature::TfStereo as i32);
                     }
                     // Unless the encoder really uses DTX, say so: the server would otherwise
                     // announce usedtx=1 to subscribers.
                     if out.format.opus_dtx != Some(true) {
-                        req.audio_features.push(proto::AudioTrackFeature::TfNoDtx as i32);
+                        req.audio_features
+                            .push(proto::AudioTrackFeature::TfNoDtx as i32);
                         #[allow(deprecated)]
                         {
                             req.disable_dtx = true;
@@ -682,7 +758,10 @@ impl Session {
                 Source::ScreenShare => proto::TrackSource::ScreenShare,
                 Source::ScreenShareAudio => proto::TrackSource::ScreenShareAudio,
             } as i32;
-            track.state = TrackState::Requested { cid, since: self.now };
+            track.state = TrackState::Requested {
+                cid,
+                since: self.now,
+            };
             self.actions.push_back(Action::Signal(Req::AddTrack(req)));
         }
     }
@@ -717,7 +796,11 @@ impl Session {
         }
         self.neg.data_channels_created = true;
         self.neg.creating = true;
-        self.actions.push_back(Action::CreateOffer(OfferChanges { add, remove, data_channels }));
+        self.actions.push_back(Action::CreateOffer(OfferChanges {
+            add,
+            remove,
+            data_channels,
+        }));
     }
 
     fn on_offer_created(&mut self, sdp: String, mids: Vec<(String, String)>) {
@@ -729,7 +812,11 @@ impl Session {
             for track in self.tracks.values_mut() {
                 if let TrackState::Published { cid, sid } = &track.state {
                     if *cid == cid_for_mid {
-                        track.state = TrackState::Negotiating { cid: cid.clone(), sid: sid.clone(), mid: mid.clone() };
+                        track.state = TrackState::Negotiating {
+                            cid: cid.clone(),
+                            sid: sid.clone(),
+                            mid: mid.clone(),
+                        };
                     }
                 }
             }
@@ -737,7 +824,12 @@ impl Session {
         let id = self.neg.next_id;
         self.neg.next_id += 1;
         self.neg.in_flight = Some((id, self.now));
-        self.send(Req::Offer(proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() }));
+        self.send(Req::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp,
+            id,
+            ..Default::default()
+        }));
     }
 
     fn go_live(&mut self) {
@@ -755,14 +847,17 @@ impl Session {
             }
         }
         for (id, sid) in live {
-            self.actions.push_back(Action::TrackLive { output: id, sid });
+            self.actions
+                .push_back(Action::TrackLive { output: id, sid });
             self.request_keyframe(id, true);
         }
     }
 
     fn request_keyframe(&mut self, id: OutputId, force: bool) {
         let now = self.now;
-        let Some(track) = self.tracks.get_mut(&id) else { return };
+        let Some(track) = self.tracks.get_mut(&id) else {
+            return;
+        };
         if track.output.kind() != MediaKind::Video {
             return;
         }
@@ -776,7 +871,9 @@ impl Session {
     }
 
     fn end_track(&mut self, id: OutputId) {
-        let Some(track) = self.tracks.get_mut(&id) else { return };
+        let Some(track) = self.tracks.get_mut(&id) else {
+            return;
+        };
         let old = std::mem::replace(&mut track.state, TrackState::Ended);
         match old {
             TrackState::Ended => return,
@@ -803,7 +900,9 @@ impl Session {
     fn on_pipeline(&mut self, ev: PipelineEvent) {
         match ev {
             PipelineEvent::OutputAdded(output) => {
-                if matches!(self.phase, Phase::Leaving | Phase::Done) || self.tracks.contains_key(&output.id) {
+                if matches!(self.phase, Phase::Leaving | Phase::Done)
+                    || self.tracks.contains_key(&output.id)
+                {
                     return;
                 }
                 self.had_outputs = true;
@@ -822,7 +921,9 @@ impl Session {
                 self.announce_tracks();
             }
             PipelineEvent::OutputChanged(output) => {
-                let Some(track) = self.tracks.get_mut(&output.id) else { return };
+                let Some(track) = self.tracks.get_mut(&output.id) else {
+                    return;
+                };
                 let size_changed = track.output.format.width != output.format.width
                     || track.output.format.height != output.format.height;
                 track.output = output;
@@ -859,7 +960,10 @@ impl Session {
                     participant_sid: self.participant_sid.clone().unwrap_or_default(),
                     reason: proto::ReconnectReason::RrSignalDisconnected as i32,
                 });
-                self.actions.push_back(Action::Connect { refresh_token: self.refresh_token.clone(), resume });
+                self.actions.push_back(Action::Connect {
+                    refresh_token: self.refresh_token.clone(),
+                    resume,
+                });
             }
             return;
         }
@@ -874,7 +978,10 @@ impl Session {
         }
         if let Some(last) = self.last_message {
             if now.duration_since(last) > self.ping_timeout {
-                self.lost_signal(format!("the server stopped answering (no message for {} s)", self.ping_timeout.as_secs()));
+                self.lost_signal(format!(
+                    "the server stopped answering (no message for {} s)",
+                    self.ping_timeout.as_secs()
+                ));
                 return;
             }
         }
@@ -887,10 +994,16 @@ impl Session {
                 return;
             }
         }
-        if self.last_ping.is_none_or(|t| now.duration_since(t) >= self.ping_interval) {
+        if self
+            .last_ping
+            .is_none_or(|t| now.duration_since(t) >= self.ping_interval)
+        {
             self.last_ping = Some(now);
             let ts = now.duration_since(self.started).as_millis() as i64;
-            self.send(Req::PingReq(proto::Ping { timestamp: ts, rtt: 0 }));
+            self.send(Req::PingReq(proto::Ping {
+                timestamp: ts,
+                rtt: 0,
+            }));
         }
         if let Some((_, since)) = self.neg.in_flight {
             if now.duration_since(since) > ANSWER_TIMEOUT {
@@ -902,13 +1015,19 @@ impl Session {
         let mut retry = Vec::new();
         for (id, t) in &self.tracks {
             match &t.state {
-                TrackState::Requested { since, .. } if now.duration_since(*since) > TRACK_PUBLISHED_TIMEOUT => {
+                TrackState::Requested { since, .. }
+                    if now.duration_since(*since) > TRACK_PUBLISHED_TIMEOUT =>
+                {
                     timed_out = Some(t.output.element.clone());
                 }
-                TrackState::Live { .. } if t.awaiting_keyframe && self.publisher_connected
-                    && t.last_keyframe_request.is_none_or(|l| now.duration_since(l) >= KEYFRAME_RETRY) => {
-                        retry.push(*id);
-                    }
+                TrackState::Live { .. }
+                    if t.awaiting_keyframe
+                        && self.publisher_connected
+                        && t.last_keyframe_request
+                            .is_none_or(|l| now.duration_since(l) >= KEYFRAME_RETRY) =>
+                {
+                    retry.push(*id);
+                }
                 _ => {}
             }
         }
@@ -965,7 +1084,9 @@ impl Session {
             self.reconnect_attempts += 1;
         }
         let elapsed = self.now.duration_since(lost_at);
-        if self.reconnect_attempts >= self.config.max_reconnect_attempts || elapsed >= self.config.reconnect_timeout {
+        if self.reconnect_attempts >= self.config.max_reconnect_attempts
+            || elapsed >= self.config.reconnect_timeout
+        {
             self.fail(Error::Connection(format!(
                 "gave up reconnecting after {} attempt(s) in {:.0} s: {why}",
                 self.reconnect_attempts,
@@ -985,7 +1106,10 @@ impl Session {
             track.announced_live = false;
             track.sent_any = false;
         }
-        self.neg = Negotiation { next_id: 1, ..Default::default() };
+        self.neg = Negotiation {
+            next_id: 1,
+            ..Default::default()
+        };
         self.publisher_connected = false;
         self.publisher_disconnected_at = None;
         self.subscriber_remote_set = false;
@@ -1019,7 +1143,10 @@ impl Session {
         for track in self.tracks.values_mut() {
             match &track.state {
                 TrackState::Negotiating { cid, sid, .. } => {
-                    track.state = TrackState::Published { cid: cid.clone(), sid: sid.clone() }
+                    track.state = TrackState::Published {
+                        cid: cid.clone(),
+                        sid: sid.clone(),
+                    }
                 }
                 // Its TrackPublished may have been lost with the connection: ask again.
                 TrackState::Requested { .. } => track.state = TrackState::Found,
@@ -1037,7 +1164,10 @@ impl Session {
         self.resuming = false;
         self.phase = Phase::Joined;
         if let Some(lost) = self.lost_at.take() {
-            tracing::info!("resumed the session after {:.1} s", self.now.duration_since(lost).as_secs_f64());
+            tracing::info!(
+                "resumed the session after {:.1} s",
+                self.now.duration_since(lost).as_secs_f64()
+            );
         }
         self.reconnect_attempts = 0;
         self.last_ping = Some(self.now);
@@ -1046,28 +1176,34 @@ impl Session {
             .tracks
             .values()
             .filter_map(|t| match &t.state {
-                TrackState::Live { cid, sid, .. } | TrackState::Published { cid, sid } => Some(proto::TrackPublishedResponse {
-                    cid: cid.clone(),
-                    track: Some(proto::TrackInfo {
-                        sid: sid.clone(),
-                        name: t.output.element.clone(),
-                        r#type: match t.output.kind() {
-                            MediaKind::Video => proto::TrackType::Video as i32,
-                            MediaKind::Audio => proto::TrackType::Audio as i32,
-                        },
-                        mime_type: t.output.codec.mime().to_string(),
-                        width: t.output.format.width.unwrap_or(0),
-                        height: t.output.format.height.unwrap_or(0),
-                        ..Default::default()
-                    }),
-                }),
+                TrackState::Live { cid, sid, .. } | TrackState::Published { cid, sid } => {
+                    Some(proto::TrackPublishedResponse {
+                        cid: cid.clone(),
+                        track: Some(proto::TrackInfo {
+                            sid: sid.clone(),
+                            name: t.output.element.clone(),
+                            r#type: match t.output.kind() {
+                                MediaKind::Video => proto::TrackType::Video as i32,
+                                MediaKind::Audio => proto::TrackType::Audio as i32,
+                            },
+                            mime_type: t.output.codec.mime().to_string(),
+                            width: t.output.format.width.unwrap_or(0),
+                            height: t.output.format.height.unwrap_or(0),
+                            ..Default::default()
+                        }),
+                    })
+                }
                 _ => None,
             })
             .collect();
         self.send(Req::SyncState(proto::SyncState {
             answer: self.last_subscriber_answer.clone(),
             offer: self.last_subscriber_offer.clone(),
-            subscription: Some(proto::UpdateSubscription { track_sids: vec![], subscribe: false, ..Default::default() }),
+            subscription: Some(proto::UpdateSubscription {
+                track_sids: vec![],
+                subscribe: false,
+                ..Default::default()
+            }),
             publish_tracks,
             ..Default::default()
         }));
@@ -1126,7 +1262,11 @@ mod tests {
             element: format!("enc{id}"),
             pad: "src".into(),
             codec,
-            format: StreamFormat { width: Some(640), height: Some(480), ..Default::default() },
+            format: StreamFormat {
+                width: Some(640),
+                height: Some(480),
+                ..Default::default()
+            },
             caps: String::new(),
         }
     }
@@ -1140,7 +1280,13 @@ mod tests {
         fn new() -> Harness {
             let now = Instant::now();
             let mut s = Session::new(SessionConfig::default(), now, 1);
-            assert_eq!(s.poll_action(), Some(Action::Connect { refresh_token: None, resume: None }));
+            assert_eq!(
+                s.poll_action(),
+                Some(Action::Connect {
+                    refresh_token: None,
+                    resume: None
+                })
+            );
             Harness { s, now }
         }
         fn at(&mut self, ms: u64) -> Instant {
@@ -1154,14 +1300,19 @@ mod tests {
         }
         fn join(&mut self) -> Vec<Action> {
             self.feed(Input::Signal(Resp::Join(proto::JoinResponse {
-                participant: Some(proto::ParticipantInfo { sid: "PA_1".into(), ..Default::default() }),
+                participant: Some(proto::ParticipantInfo {
+                    sid: "PA_1".into(),
+                    ..Default::default()
+                }),
                 ping_interval: 5,
                 ping_timeout: 15,
                 ..Default::default()
             })))
         }
         fn added(&mut self, id: u32, codec: Codec) -> Vec<Action> {
-            self.feed(Input::Pipeline(PipelineEvent::OutputAdded(output(id, codec))))
+            self.feed(Input::Pipeline(PipelineEvent::OutputAdded(output(
+                id, codec,
+            ))))
         }
         fn answer(&mut self, id: u32) -> Vec<Action> {
             self.feed(Input::Signal(Resp::Answer(proto::SessionDescription {
@@ -1174,14 +1325,22 @@ mod tests {
         fn offer_created(&mut self, mids: &[(&str, &str)]) -> Vec<Action> {
             self.feed(Input::OfferCreated {
                 sdp: "offer".into(),
-                mids: mids.iter().map(|(c, m)| (c.to_string(), m.to_string())).collect(),
+                mids: mids
+                    .iter()
+                    .map(|(c, m)| (c.to_string(), m.to_string()))
+                    .collect(),
             })
         }
         fn published(&mut self, cid: &str, sid: &str) -> Vec<Action> {
-            self.feed(Input::Signal(Resp::TrackPublished(proto::TrackPublishedResponse {
-                cid: cid.into(),
-                track: Some(proto::TrackInfo { sid: sid.into(), ..Default::default() }),
-            })))
+            self.feed(Input::Signal(Resp::TrackPublished(
+                proto::TrackPublishedResponse {
+                    cid: cid.into(),
+                    track: Some(proto::TrackInfo {
+                        sid: sid.into(),
+                        ..Default::default()
+                    }),
+                },
+            )))
         }
     }
 
@@ -1213,7 +1372,9 @@ mod tests {
     }
 
     fn sent_leave(actions: &[Action]) -> bool {
-        actions.iter().any(|a| matches!(a, Action::Signal(Req::Leave(_))))
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Signal(Req::Leave(_))))
     }
 
     /// Join, publish one video output and bring it live. Returns (cid, mid).
@@ -1234,7 +1395,10 @@ mod tests {
     #[test]
     fn output_found_before_join_is_published_after_it() {
         let mut h = Harness::new();
-        assert!(h.added(0, Codec::Vp8).is_empty(), "nothing goes out before the join");
+        assert!(
+            h.added(0, Codec::Vp8).is_empty(),
+            "nothing goes out before the join"
+        );
         let a = h.join();
         assert_eq!(add_track_cids(&a).len(), 1);
         let o = offers(&a);
@@ -1255,7 +1419,10 @@ mod tests {
         let a = h.answer(1);
         let o = offers(&a);
         assert_eq!(o.len(), 1, "one offer carries both tracks: {a:?}");
-        assert_eq!(o[0].add.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(), vec![c0, c1]);
+        assert_eq!(
+            o[0].add.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(),
+            vec![c0, c1]
+        );
     }
 
     #[test]
@@ -1264,7 +1431,10 @@ mod tests {
         h.join();
         h.offer_created(&[]);
         let a = h.answer(7);
-        assert!(!a.iter().any(|x| matches!(x, Action::ApplyAnswer(_))), "{a:?}");
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::ApplyAnswer(_))),
+            "{a:?}"
+        );
         let a = h.answer(1);
         assert!(a.iter().any(|x| matches!(x, Action::ApplyAnswer(_))));
         // A duplicate of the same answer has no offer to match any more.
@@ -1277,7 +1447,10 @@ mod tests {
         let mut h = Harness::new();
         assert!(h.s.route_frame(OutputId(0), true).is_none());
         let (_, mid) = live_video(&mut h);
-        assert!(h.s.route_frame(OutputId(0), false).is_none(), "delta frame before the first keyframe");
+        assert!(
+            h.s.route_frame(OutputId(0), false).is_none(),
+            "delta frame before the first keyframe"
+        );
         assert_eq!(h.s.route_frame(OutputId(0), true), Some(mid.as_str()));
         assert_eq!(h.s.route_frame(OutputId(0), false), Some(mid.as_str()));
     }
@@ -1296,9 +1469,18 @@ mod tests {
         assert!(h.feed(trickle(proto::SignalTarget::Publisher)).is_empty());
         h.offer_created(&[]);
         let a = h.answer(1);
-        let pos_answer = a.iter().position(|x| matches!(x, Action::ApplyAnswer(_))).unwrap();
-        let pos_cand = a.iter().position(|x| matches!(x, Action::AddRemoteCandidate(Pc::Publisher, _))).unwrap();
-        assert!(pos_answer < pos_cand, "candidates after the description: {a:?}");
+        let pos_answer = a
+            .iter()
+            .position(|x| matches!(x, Action::ApplyAnswer(_)))
+            .unwrap();
+        let pos_cand = a
+            .iter()
+            .position(|x| matches!(x, Action::AddRemoteCandidate(Pc::Publisher, _)))
+            .unwrap();
+        assert!(
+            pos_answer < pos_cand,
+            "candidates after the description: {a:?}"
+        );
         assert_eq!(h.feed(trickle(proto::SignalTarget::Publisher)).len(), 1);
     }
 
@@ -1307,9 +1489,16 @@ mod tests {
         let mut h = Harness::new();
         h.added(0, Codec::H264);
         h.added(1, Codec::Opus);
-        assert!(h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0)))).iter().all(|a| !matches!(a, Action::Exit(_))));
+        assert!(h
+            .feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0))))
+            .iter()
+            .all(|a| !matches!(a, Action::Exit(_))));
         let a = h.join();
-        assert_eq!(add_track_cids(&a).len(), 1, "only the output still running is announced");
+        assert_eq!(
+            add_track_cids(&a).len(),
+            1,
+            "only the output still running is announced"
+        );
     }
 
     #[test]
@@ -1322,7 +1511,10 @@ mod tests {
         h.added(1, Codec::Opus);
         h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0))));
         let a = h.published(&c0, "TR_V");
-        assert!(offers(&a).is_empty(), "an ended track gets no m-line: {a:?}");
+        assert!(
+            offers(&a).is_empty(),
+            "an ended track gets no m-line: {a:?}"
+        );
     }
 
     #[test]
@@ -1376,18 +1568,31 @@ mod tests {
         let mut h = Harness::new();
         live_video(&mut h);
         let a = h.feed(Input::Pipeline(PipelineEvent::Eos));
-        assert_eq!(a.iter().filter(|x| matches!(x, Action::Signal(Req::Leave(_)))).count(), 1);
+        assert_eq!(
+            a.iter()
+                .filter(|x| matches!(x, Action::Signal(Req::Leave(_))))
+                .count(),
+            1
+        );
         assert_eq!(exit_of(&a), Some(Ok(())));
-        assert!(!a.contains(&Action::StopPipeline), "the pipeline already stopped itself");
+        assert!(
+            !a.contains(&Action::StopPipeline),
+            "the pipeline already stopped itself"
+        );
     }
 
     #[test]
     fn pipeline_error_leaves_with_a_runtime_error() {
         let mut h = Harness::new();
         live_video(&mut h);
-        let a = h.feed(Input::Pipeline(PipelineEvent::Error("pipeline error from src: boom".into())));
+        let a = h.feed(Input::Pipeline(PipelineEvent::Error(
+            "pipeline error from src: boom".into(),
+        )));
         assert!(sent_leave(&a));
-        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::RUNTIME);
+        assert_eq!(
+            exit_of(&a).unwrap().unwrap_err().exit_code(),
+            crate::error::exit::RUNTIME
+        );
     }
 
     #[test]
@@ -1421,14 +1626,19 @@ mod tests {
         // The WebSocket drops while that offer is in flight; media is still up.
         let a = h.feed(Input::SignalClosed("reset".into()));
         assert!(a.contains(&Action::CloseSignal), "{a:?}");
-        assert!(!a.contains(&Action::Disconnect), "the peer connections are kept: {a:?}");
+        assert!(
+            !a.contains(&Action::Disconnect),
+            "the peer connections are kept: {a:?}"
+        );
         assert!(exit_of(&a).is_none());
         // The answer that was in flight arrives late on the dead link: ignored.
         assert!(h.answer(3).is_empty());
         let a = h.feed(Input::Tick);
         let resume = connect_of(&a).expect("connects").expect("as a resume");
         assert_eq!(resume.participant_sid, "PA_1");
-        let a = h.feed(Input::Signal(Resp::Reconnect(proto::ReconnectResponse::default())));
+        let a = h.feed(Input::Signal(Resp::Reconnect(
+            proto::ReconnectResponse::default(),
+        )));
         let sync = a
             .iter()
             .find_map(|x| match x {
@@ -1437,12 +1647,26 @@ mod tests {
             })
             .expect("sync_state after the resume");
         let synced: Vec<&str> = sync.publish_tracks.iter().map(|t| t.cid.as_str()).collect();
-        assert!(synced.contains(&cid0.as_str()), "the live track is kept: {synced:?}");
+        assert!(
+            synced.contains(&cid0.as_str()),
+            "the live track is kept: {synced:?}"
+        );
         assert!(add_track_cids(&a).is_empty(), "no track is published again");
         let o = offers(&a);
-        assert_eq!(o.len(), 1, "the offer that lost its answer is made again: {a:?}");
-        assert_eq!(o[0].add.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(), vec![c1]);
-        assert_eq!(h.s.route_frame(OutputId(0), true), Some("1"), "video keeps flowing");
+        assert_eq!(
+            o.len(),
+            1,
+            "the offer that lost its answer is made again: {a:?}"
+        );
+        assert_eq!(
+            o[0].add.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(),
+            vec![c1]
+        );
+        assert_eq!(
+            h.s.route_frame(OutputId(0), true),
+            Some("1"),
+            "video keeps flowing"
+        );
     }
 
     #[test]
@@ -1456,7 +1680,10 @@ mod tests {
         assert!(exit_of(&a).is_none());
         let a = h.feed(Input::Tick);
         assert_eq!(connect_of(&a), Some(None), "a fresh join: {a:?}");
-        assert!(h.s.route_frame(OutputId(0), true).is_none(), "frames are dropped while disconnected");
+        assert!(
+            h.s.route_frame(OutputId(0), true).is_none(),
+            "frames are dropped while disconnected"
+        );
         let a = h.join();
         let cids = add_track_cids(&a);
         assert_eq!(cids.len(), 1);
@@ -1488,23 +1715,38 @@ mod tests {
     #[test]
     fn first_connection_failure_is_fatal_but_later_ones_are_retried() {
         let mut h = Harness::new();
-        let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
-        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::CONNECTION);
+        let a = h.feed(Input::SignalConnectFailed(Error::Connection(
+            "refused".into(),
+        )));
+        assert_eq!(
+            exit_of(&a).unwrap().unwrap_err().exit_code(),
+            crate::error::exit::CONNECTION
+        );
 
         let mut h = Harness::new();
         live_video(&mut h);
         h.feed(Input::SignalClosed("gone".into()));
         h.feed(Input::Tick);
         // The resume fails: a full rejoin follows at once.
-        let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+        let a = h.feed(Input::SignalConnectFailed(Error::Connection(
+            "refused".into(),
+        )));
         assert!(exit_of(&a).is_none(), "{a:?}");
         assert_eq!(connect_of(&h.feed(Input::Tick)), Some(None));
-        let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+        let a = h.feed(Input::SignalConnectFailed(Error::Connection(
+            "refused".into(),
+        )));
         assert!(exit_of(&a).is_none(), "{a:?}");
         // Backoff: the next attempt waits 300 ms.
-        assert!(!h.feed(Input::Tick).iter().any(|x| matches!(x, Action::Connect { .. })));
+        assert!(!h
+            .feed(Input::Tick)
+            .iter()
+            .any(|x| matches!(x, Action::Connect { .. })));
         h.at(300);
-        assert!(h.feed(Input::Tick).iter().any(|x| matches!(x, Action::Connect { .. })));
+        assert!(h
+            .feed(Input::Tick)
+            .iter()
+            .any(|x| matches!(x, Action::Connect { .. })));
     }
 
     #[test]
@@ -1526,7 +1768,9 @@ mod tests {
             h.at(1000);
             let a = h.feed(Input::Tick);
             if a.iter().any(|x| matches!(x, Action::Connect { .. })) {
-                let a = h.feed(Input::SignalConnectFailed(Error::Connection("refused".into())));
+                let a = h.feed(Input::SignalConnectFailed(Error::Connection(
+                    "refused".into(),
+                )));
                 if let Some(e) = exit_of(&a) {
                     exit = Some(e);
                     break;
@@ -1546,7 +1790,10 @@ mod tests {
         h.feed(Input::SignalClosed("gone".into()));
         h.feed(Input::Tick);
         let a = h.feed(Input::SignalConnectFailed(Error::Auth("401".into())));
-        assert_eq!(exit_of(&a).unwrap().unwrap_err().exit_code(), crate::error::exit::AUTH);
+        assert_eq!(
+            exit_of(&a).unwrap().unwrap_err().exit_code(),
+            crate::error::exit::AUTH
+        );
     }
 
     #[test]
@@ -1561,7 +1808,10 @@ mod tests {
 
     #[test]
     fn server_resume_or_reconnect_request_rejoins() {
-        for action in [proto::leave_request::Action::Resume, proto::leave_request::Action::Reconnect] {
+        for action in [
+            proto::leave_request::Action::Resume,
+            proto::leave_request::Action::Reconnect,
+        ] {
             let mut h = Harness::new();
             live_video(&mut h);
             let a = h.feed(Input::Signal(Resp::Leave(proto::LeaveRequest {
@@ -1585,7 +1835,10 @@ mod tests {
         h.feed(Input::Connected(Pc::Publisher));
         h.at(20_000);
         h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
-        assert!(!h.feed(Input::Tick).contains(&Action::Disconnect), "it came back");
+        assert!(
+            !h.feed(Input::Tick).contains(&Action::Disconnect),
+            "it came back"
+        );
         h.feed(Input::IceDisconnected(Pc::Publisher));
         h.at(10_500);
         h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
@@ -1597,14 +1850,18 @@ mod tests {
         let mut h = Harness::new();
         h.join();
         let cid = add_track_cids(&h.added(0, Codec::H264)).pop().unwrap();
-        let a = h.feed(Input::Signal(Resp::RequestResponse(proto::RequestResponse {
-            reason: proto::request_response::Reason::NotAllowed as i32,
-            request: Some(proto::request_response::Request::AddTrack(proto::AddTrackRequest {
-                cid,
+        let a = h.feed(Input::Signal(Resp::RequestResponse(
+            proto::RequestResponse {
+                reason: proto::request_response::Reason::NotAllowed as i32,
+                request: Some(proto::request_response::Request::AddTrack(
+                    proto::AddTrackRequest {
+                        cid,
+                        ..Default::default()
+                    },
+                )),
                 ..Default::default()
-            })),
-            ..Default::default()
-        })));
+            },
+        )));
         let e = exit_of(&a).unwrap().unwrap_err();
         assert_eq!(e.exit_code(), crate::error::exit::AUTH);
         assert!(e.to_string().contains("enc0"), "{e}");
@@ -1616,10 +1873,17 @@ mod tests {
         h.join();
         h.at(5_100);
         let a = h.feed(Input::Tick);
-        assert!(a.iter().any(|x| matches!(x, Action::Signal(Req::PingReq(_)))), "{a:?}");
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::Signal(Req::PingReq(_)))),
+            "{a:?}"
+        );
         h.at(16_000);
         let a = h.feed(Input::Tick);
-        assert!(a.contains(&Action::Disconnect), "silence means a dead link: reconnect {a:?}");
+        assert!(
+            a.contains(&Action::Disconnect),
+            "silence means a dead link: reconnect {a:?}"
+        );
     }
 
     #[test]
@@ -1627,9 +1891,20 @@ mod tests {
         let mut h = Harness::new();
         let (_, mid) = live_video(&mut h);
         h.at(600);
-        let count = |a: &[Action]| a.iter().filter(|x| matches!(x, Action::RequestKeyframe(_))).count();
-        assert_eq!(count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })), 1);
-        assert_eq!(count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })), 0, "within 500 ms");
+        let count = |a: &[Action]| {
+            a.iter()
+                .filter(|x| matches!(x, Action::RequestKeyframe(_)))
+                .count()
+        };
+        assert_eq!(
+            count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })),
+            1
+        );
+        assert_eq!(
+            count(&h.feed(Input::KeyframeRequest { mid: mid.clone() })),
+            0,
+            "within 500 ms"
+        );
         h.at(500);
         assert_eq!(count(&h.feed(Input::KeyframeRequest { mid })), 1);
     }
@@ -1649,8 +1924,12 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert!(req.audio_features.contains(&(proto::AudioTrackFeature::TfStereo as i32)));
-        assert!(req.audio_features.contains(&(proto::AudioTrackFeature::TfNoDtx as i32)));
+        assert!(req
+            .audio_features
+            .contains(&(proto::AudioTrackFeature::TfStereo as i32)));
+        assert!(req
+            .audio_features
+            .contains(&(proto::AudioTrackFeature::TfNoDtx as i32)));
         let mut o = output(1, Codec::Opus);
         o.format.opus_dtx = Some(true);
         let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
@@ -1661,7 +1940,11 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert!(req.audio_features.is_empty(), "mono with DTX: {:?}", req.audio_features);
+        assert!(
+            req.audio_features.is_empty(),
+            "mono with DTX: {:?}",
+            req.audio_features
+        );
         assert_eq!(req.r#type, proto::TrackType::Audio as i32);
     }
 

@@ -74,7 +74,11 @@ pub fn rtc_url(base: &url::Url, resume: Option<&Resume>) -> url::Url {
 
 /// Open the signalling WebSocket. Errors are already classified for the user (auth refusal
 /// vs. unreachable server) and never contain the token.
-pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> Result<SignalLink, Error> {
+pub async fn connect(
+    base: &url::Url,
+    token: &str,
+    resume: Option<&Resume>,
+) -> Result<SignalLink, Error> {
     // rustls needs one process-wide crypto provider for wss://; an error only means one is
     // already installed.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -84,9 +88,9 @@ pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> R
         .as_str()
         .into_client_request()
         .map_err(|e| Error::Usage(format!("cannot use the server URL: {e}")))?;
-    let bearer = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| Error::Usage("the token contains characters that cannot be sent in a header".into()))?;
+    let bearer = format!("Bearer {token}").parse().map_err(|_| {
+        Error::Usage("the token contains characters that cannot be sent in a header".into())
+    })?;
     request.headers_mut().insert("Authorization", bearer);
 
     let (ws, _response) = match tokio_tungstenite::connect_async(request).await {
@@ -131,7 +135,11 @@ pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> R
             match item {
                 Outgoing::Request(msg) => {
                     let req = proto::SignalRequest { message: Some(msg) };
-                    if sink.send(Message::Binary(req.encode_to_vec().into())).await.is_err() {
+                    if sink
+                        .send(Message::Binary(req.encode_to_vec().into()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -146,18 +154,28 @@ pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> R
     tokio::spawn(async move {
         let why = loop {
             match stream.next().await {
-                Some(Ok(Message::Binary(bytes))) => match proto::SignalResponse::decode(bytes.as_ref()) {
-                    Ok(proto::SignalResponse { message: Some(m) }) => {
-                        if ev_tx.send(SignalEvent::Message(m)).await.is_err() {
-                            return;
+                Some(Ok(Message::Binary(bytes))) => {
+                    match proto::SignalResponse::decode(bytes.as_ref()) {
+                        Ok(proto::SignalResponse { message: Some(m) }) => {
+                            if ev_tx.send(SignalEvent::Message(m)).await.is_err() {
+                                return;
+                            }
                         }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("undecodable signal message: {e}"),
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("undecodable signal message: {e}"),
-                },
+                }
                 Some(Ok(Message::Close(frame))) => {
                     break frame.map_or("closed by the server".to_string(), |f| {
-                        format!("closed by the server ({}{})", f.code, if f.reason.is_empty() { String::new() } else { format!(": {}", f.reason) })
+                        format!(
+                            "closed by the server ({}{})",
+                            f.code,
+                            if f.reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", f.reason)
+                            }
+                        )
                     })
                 }
                 Some(Ok(_)) => {}
@@ -168,7 +186,10 @@ pub async fn connect(base: &url::Url, token: &str, resume: Option<&Resume>) -> R
         let _ = ev_tx.send(SignalEvent::Closed(why)).await;
     });
 
-    Ok(SignalLink { tx: out_tx, events: ev_rx })
+    Ok(SignalLink {
+        tx: out_tx,
+        events: ev_rx,
+    })
 }
 
 fn describe_ws_error(e: &tungstenite::Error) -> String {
@@ -176,7 +197,9 @@ fn describe_ws_error(e: &tungstenite::Error) -> String {
         tungstenite::Error::Io(io) => io.to_string(),
         tungstenite::Error::Tls(t) => format!("TLS: {t}"),
         tungstenite::Error::Url(u) => format!("URL: {u}"),
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => "connection closed".into(),
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+            "connection closed".into()
+        }
         other => other.to_string(),
     }
 }
@@ -193,9 +216,15 @@ mod tests {
         assert!(u.query().unwrap().contains("protocol=17"));
         assert!(u.query().unwrap().contains("auto_subscribe=0"));
         assert!(!u.query().unwrap().contains("reconnect"));
-        let r = Resume { participant_sid: "PA_x".into(), reason: 1 };
+        let r = Resume {
+            participant_sid: "PA_x".into(),
+            reason: 1,
+        };
         let u = rtc_url(&url::Url::parse("ws://h:7880").unwrap(), Some(&r));
         assert_eq!(u.path(), "/rtc");
-        assert!(u.query().unwrap().contains("reconnect=1&sid=PA_x&reconnect_reason=1"));
+        assert!(u
+            .query()
+            .unwrap()
+            .contains("reconnect=1&sid=PA_x&reconnect_reason=1"));
     }
 }

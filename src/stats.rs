@@ -64,7 +64,13 @@ pub struct Latency {
 
 impl Stats {
     pub fn new(now: Instant) -> Stats {
-        Stats { started: now, last_report: now, tracks: BTreeMap::new(), latencies: Vec::new(), dropped_frames: 0 }
+        Stats {
+            started: now,
+            last_report: now,
+            tracks: BTreeMap::new(),
+            latencies: Vec::new(),
+            dropped_frames: 0,
+        }
     }
 
     /// An output became known.
@@ -85,7 +91,13 @@ impl Stats {
     }
 
     /// A frame went to the network.
-    pub fn frame_sent(&mut self, output: OutputId, bytes: usize, keyframe: bool, latency: Duration) {
+    pub fn frame_sent(
+        &mut self,
+        output: OutputId,
+        bytes: usize,
+        keyframe: bool,
+        latency: Duration,
+    ) {
         let t = self.tracks.entry(output).or_default();
         t.frames += 1;
         t.payload_bytes += bytes as u64;
@@ -93,7 +105,8 @@ impl Stats {
             t.keyframes += 1;
         }
         if self.latencies.len() < 1_000_000 {
-            self.latencies.push(latency.as_micros().min(u32::MAX as u128) as u32);
+            self.latencies
+                .push(latency.as_micros().min(u32::MAX as u128) as u32);
         }
     }
 
@@ -145,7 +158,13 @@ impl Stats {
                 }
             })
             .collect();
-        Report { elapsed: now.duration_since(self.started), interval: secs, tracks, latency, dropped_frames: self.dropped_frames }
+        Report {
+            elapsed: now.duration_since(self.started),
+            interval: secs,
+            tracks,
+            latency,
+            dropped_frames: self.dropped_frames,
+        }
     }
 }
 
@@ -167,7 +186,12 @@ fn percentiles(samples: &mut [u32]) -> Latency {
     }
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Latency { p50_us: at(0.5), p99_us: at(0.99), max_us: samples[samples.len() - 1], samples: samples.len() }
+    Latency {
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        max_us: samples[samples.len() - 1],
+        samples: samples.len(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,13 +281,22 @@ impl Report {
             if t.kind == Some(MediaKind::Video) {
                 parts.push(format!(
                     "{} {codec} {rate} {:.0} fps kf {} pli {} nack {}",
-                    t.name, t.fps, t.keyframes_sent, t.plis + t.firs, t.nacks
+                    t.name,
+                    t.fps,
+                    t.keyframes_sent,
+                    t.plis + t.firs,
+                    t.nacks
                 ));
             } else {
                 parts.push(format!("{} {codec} {rate}", t.name));
             }
         }
-        let rtt = self.tracks.iter().find_map(|t| t.rtt_ms).map(|r| format!(" | rtt {r:.0} ms")).unwrap_or_default();
+        let rtt = self
+            .tracks
+            .iter()
+            .find_map(|t| t.rtt_ms)
+            .map(|r| format!(" | rtt {r:.0} ms"))
+            .unwrap_or_default();
         let loss = self
             .tracks
             .iter()
@@ -321,11 +354,29 @@ mod tests {
         let mut s = Stats::new(t0);
         s.output(&out(0, Codec::Vp8));
         s.published(OutputId(0), "TR_1");
-        s.egress(OutputId(0), Egress { plis: 2, nacks: 5, bytes: 100, ..Default::default() });
+        s.egress(
+            OutputId(0),
+            Egress {
+                plis: 2,
+                nacks: 5,
+                bytes: 100,
+                ..Default::default()
+            },
+        );
         s.published(OutputId(0), "TR_2");
-        s.egress(OutputId(0), Egress { plis: 1, bytes: 10, ..Default::default() });
+        s.egress(
+            OutputId(0),
+            Egress {
+                plis: 1,
+                bytes: 10,
+                ..Default::default()
+            },
+        );
         let r = s.report(t0 + Duration::from_secs(1));
-        assert_eq!((r.tracks[0].plis, r.tracks[0].nacks, r.tracks[0].bytes_sent), (3, 5, 110));
+        assert_eq!(
+            (r.tracks[0].plis, r.tracks[0].nacks, r.tracks[0].bytes_sent),
+            (3, 5, 110)
+        );
         assert_eq!(r.tracks[0].sid, "TR_2");
         assert!(r.status_line().contains("pli 3"), "{}", r.status_line());
     }

@@ -16,7 +16,14 @@ const CONNECTION: i32 = 5;
 fn run(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
     let mut cmd = Command::new(publisher_bin());
     cmd.args(args);
-    for var in ["LIVEKIT_URL", "LIVEKIT_TOKEN", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_ROOM", "LIVEKIT_IDENTITY"] {
+    for var in [
+        "LIVEKIT_URL",
+        "LIVEKIT_TOKEN",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "LIVEKIT_ROOM",
+        "LIVEKIT_IDENTITY",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in env {
@@ -30,11 +37,23 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
 fn assert_one_line_error(out: &RunOutput, code: i32, needle: &str) -> String {
     assert!(!out.timed_out(), "hung: {out:?}");
     assert_eq!(out.code, Some(code), "exit code; stderr: {}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got: {}", out.stderr);
     assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("backtrace"), "{}", out.stderr);
-    assert!(lines[0].contains(needle), "expected {needle:?} in {:?}", lines[0]);
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("backtrace"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines[0].contains(needle),
+        "expected {needle:?} in {:?}",
+        lines[0]
+    );
     lines[0].to_string()
 }
 
@@ -58,7 +77,17 @@ fn no_encoded_output() {
 
 #[test]
 fn unsupported_codec_names_element_and_says_what_to_use() {
-    let out = run(&["--dry-run", "--", "videotestsrc", "num-buffers=5", "!", "x265enc"], &[]);
+    let out = run(
+        &[
+            "--dry-run",
+            "--",
+            "videotestsrc",
+            "num-buffers=5",
+            "!",
+            "x265enc",
+        ],
+        &[],
+    );
     let line = assert_one_line_error(&out, PIPELINE, "x265enc");
     assert!(line.contains("h265") && line.contains("x264enc"), "{line}");
 }
@@ -72,19 +101,53 @@ fn raw_output_says_add_an_encoder() {
 
 #[test]
 fn malformed_url() {
-    let out = run(&["--url", "ftp//nowhere", "--token", "t", "--", "videotestsrc", "!", "vp8enc"], &[]);
+    let out = run(
+        &[
+            "--url",
+            "ftp//nowhere",
+            "--token",
+            "t",
+            "--",
+            "videotestsrc",
+            "!",
+            "vp8enc",
+        ],
+        &[],
+    );
     assert_one_line_error(&out, USAGE, "--url");
 }
 
 #[test]
 fn no_credentials() {
-    let out = run(&["--url", "ws://127.0.0.1:9", "--", "videotestsrc", "!", "vp8enc"], &[]);
+    let out = run(
+        &[
+            "--url",
+            "ws://127.0.0.1:9",
+            "--",
+            "videotestsrc",
+            "!",
+            "vp8enc",
+        ],
+        &[],
+    );
     assert_one_line_error(&out, USAGE, "--token");
 }
 
 #[test]
 fn api_key_without_secret() {
-    let out = run(&["--api-key", "devkey", "--room", "r", "--", "videotestsrc", "!", "vp8enc"], &[]);
+    let out = run(
+        &[
+            "--api-key",
+            "devkey",
+            "--room",
+            "r",
+            "--",
+            "videotestsrc",
+            "!",
+            "vp8enc",
+        ],
+        &[],
+    );
     assert_one_line_error(&out, USAGE, "--api-secret");
 }
 
@@ -103,9 +166,17 @@ fn unreachable_server_is_a_connection_error_that_never_shows_the_token() {
         &["--", "videotestsrc", "is-live=true", "!", "vp8enc"],
         &[("LIVEKIT_URL", &url), ("LIVEKIT_TOKEN", secret_token)],
     );
-    assert!(out.elapsed < Duration::from_secs(10), "took {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        out.elapsed
+    );
     let line = out.stderr.lines().last().unwrap_or_default();
-    assert!(line.starts_with("error: ") && line.contains("127.0.0.1"), "{}", out.stderr);
+    assert!(
+        line.starts_with("error: ") && line.contains("127.0.0.1"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.code, Some(CONNECTION), "{}", out.stderr);
     assert!(!out.stderr.contains("SECRETPAYLOAD"), "{}", out.stderr);
 }
@@ -113,15 +184,32 @@ fn unreachable_server_is_a_connection_error_that_never_shows_the_token() {
 #[test]
 fn refused_token_is_an_auth_error() {
     let server = LiveKitServer::start();
-    let bad = token_with(server.api_key(), "not-the-secret-not-the-secret-000", "r", "p", true, false);
+    let bad = token_with(
+        server.api_key(),
+        "not-the-secret-not-the-secret-000",
+        "r",
+        "p",
+        true,
+        false,
+    );
     let out = run(
-        &["--", "videotestsrc", "is-live=true", "!", "vp8enc", "deadline=1"],
+        &[
+            "--",
+            "videotestsrc",
+            "is-live=true",
+            "!",
+            "vp8enc",
+            "deadline=1",
+        ],
         &[("LIVEKIT_URL", &server.url()), ("LIVEKIT_TOKEN", &bad)],
     );
     let line = out.stderr.lines().last().unwrap_or_default().to_string();
     assert_eq!(out.code, Some(AUTH), "{}", out.stderr);
     assert!(line.contains("refused the token"), "{line}");
-    assert!(!out.stderr.contains(&bad), "the token must never be printed");
+    assert!(
+        !out.stderr.contains(&bad),
+        "the token must never be printed"
+    );
 }
 
 #[test]
@@ -142,12 +230,23 @@ fn verbose_logs_never_contain_the_secret() {
             "vp8enc",
             "deadline=1",
         ],
-        &[("LIVEKIT_URL", &server.url()), ("LIVEKIT_API_SECRET", server.api_secret())],
+        &[
+            ("LIVEKIT_URL", &server.url()),
+            ("LIVEKIT_API_SECRET", server.api_secret()),
+        ],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stderr.contains("DEBUG"), "verbose logging is on");
-    assert!(!out.stderr.contains(server.api_secret()), "secret leaked in: {}", out.stderr);
-    assert!(!out.stderr.contains("eyJ"), "a JWT leaked in: {}", out.stderr);
+    assert!(
+        !out.stderr.contains(server.api_secret()),
+        "secret leaked in: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("eyJ"),
+        "a JWT leaked in: {}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -172,15 +271,35 @@ fn dry_run_prints_each_output_and_exits_zero() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", out.stdout);
-    assert!(lines[0].starts_with("cam.src") && lines[0].contains("video") && lines[0].contains("h264"), "{}", lines[0]);
-    assert!(lines[1].starts_with("mic.src") && lines[1].contains("audio") && lines[1].contains("opus"), "{}", lines[1]);
+    assert!(
+        lines[0].starts_with("cam.src") && lines[0].contains("video") && lines[0].contains("h264"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("mic.src") && lines[1].contains("audio") && lines[1].contains("opus"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
 fn help_lists_flags_and_exit_codes() {
     let out = run(&["--help"], &[]);
     assert_eq!(out.code, Some(0));
-    for flag in ["--url", "--token", "--api-key", "--api-secret", "--room", "--identity", "--delay", "--dev", "--dry-run", "--verbose", "--reconnect-timeout"] {
+    for flag in [
+        "--url",
+        "--token",
+        "--api-key",
+        "--api-secret",
+        "--room",
+        "--identity",
+        "--delay",
+        "--dev",
+        "--dry-run",
+        "--verbose",
+        "--reconnect-timeout",
+    ] {
         assert!(out.stdout.contains(flag), "{flag} missing from --help");
     }
     assert!(out.stdout.contains("Exit codes"));
@@ -198,6 +317,10 @@ fn wss_to_a_server_without_tls_is_a_clean_connection_error() {
     );
     assert_eq!(out.code, Some(CONNECTION), "{}", out.stderr);
     let line = out.stderr.lines().last().unwrap_or_default();
-    assert!(line.starts_with("error: cannot connect to 127.0.0.1") && line.contains("TLS"), "{}", out.stderr);
+    assert!(
+        line.starts_with("error: cannot connect to 127.0.0.1") && line.contains("TLS"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }

@@ -156,9 +156,23 @@ fn encoder_then_caps_string_then_queue() {
 fn trailing_caps_string_ends_a_pipeline() {
     // gst-launch only takes a caps string between two elements; we turn a trailing one into a
     // capsfilter, so the output is the caps string's and its constraint holds.
-    let o = one_output("videotestsrc num-buffers=30 ! x264enc ! video/x-h264,profile=baseline", Codec::H264);
-    assert_eq!(o.format.h264_profile.as_deref(), Some("constrained-baseline"), "{o:?}");
-    assert!(o.format.h264_profile_level_id.as_deref().unwrap_or("").starts_with("42e0"), "{o:?}");
+    let o = one_output(
+        "videotestsrc num-buffers=30 ! x264enc ! video/x-h264,profile=baseline",
+        Codec::H264,
+    );
+    assert_eq!(
+        o.format.h264_profile.as_deref(),
+        Some("constrained-baseline"),
+        "{o:?}"
+    );
+    assert!(
+        o.format
+            .h264_profile_level_id
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("42e0"),
+        "{o:?}"
+    );
     // Also in the middle of a description, before the next branch.
     let outputs = discover(
         "videotestsrc num-buffers=30 ! x264enc ! video/x-h264,profile=main audiotestsrc num-buffers=30 ! opusenc",
@@ -174,30 +188,43 @@ fn trailing_caps_string_ends_a_pipeline() {
 fn vp9_and_av1_encoders_get_4_2_0_input() {
     // Left alone, both pick 4:4:4 (VP9 profile 3 at 12 bit, AV1 High), which WebRTC decoders
     // refuse. The output caps don't say the chroma format, so check what the encoder was fed.
-    for enc in ["vp9enc deadline=1", "av1enc usage-profile=realtime cpu-used=10"] {
-        let desc = format!("videotestsrc num-buffers=5 ! video/x-raw,width=320,height=240 ! {enc} name=e");
+    for enc in [
+        "vp9enc deadline=1",
+        "av1enc usage-profile=realtime cpu-used=10",
+    ] {
+        let desc =
+            format!("videotestsrc num-buffers=5 ! video/x-raw,width=320,height=240 ! {enc} name=e");
         let mut p = Pipeline::new(&desc).unwrap();
         let (ctl, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
         let (frames, _frames_rx) = tokio::sync::mpsc::channel(64);
         p.start(ctl, frames).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if let Ok(gstreamer_publisher::media::PipelineEvent::OutputAdded(_)) = ctl_rx.try_recv() {
+            if let Ok(gstreamer_publisher::media::PipelineEvent::OutputAdded(_)) = ctl_rx.try_recv()
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let fed = encoder_input_format(&p, "e");
         p.stop();
-        assert!(["I420", "NV12", "YV12"].contains(&fed.as_str()), "{enc} was fed {fed}");
+        assert!(
+            ["I420", "NV12", "YV12"].contains(&fed.as_str()),
+            "{enc} was fed {fed}"
+        );
     }
 }
 
 /// The raw format negotiated on the sink pad of element `name`.
 fn encoder_input_format(p: &Pipeline, name: &str) -> String {
     let e = p.gst_pipeline().by_name(name).expect("element");
-    let caps = e.static_pad("sink").and_then(|s| s.current_caps()).expect("negotiated caps");
-    caps.structure(0).and_then(|s| s.get::<String>("format").ok()).unwrap_or_default()
+    let caps = e
+        .static_pad("sink")
+        .and_then(|s| s.current_caps())
+        .expect("negotiated caps");
+    caps.structure(0)
+        .and_then(|s| s.get::<String>("format").ok())
+        .unwrap_or_default()
 }
 
 #[test]

@@ -21,17 +21,34 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn wall() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// The publisher with credentials in the environment, minting its own tokens (so it can
 /// rejoin a restarted server).
-fn publisher(server: &LiveKitServer, room: &str, identity: &str, pipeline: &str, log: &Path) -> ChildGuard {
+fn publisher(
+    server: &LiveKitServer,
+    room: &str,
+    identity: &str,
+    pipeline: &str,
+    log: &Path,
+) -> ChildGuard {
     let mut cmd = Command::new(publisher_bin());
     cmd.env("LIVEKIT_URL", server.url())
         .env("LIVEKIT_API_KEY", server.api_key())
         .env("LIVEKIT_API_SECRET", server.api_secret())
-        .args(["--room", room, "--identity", identity, "--reconnect-timeout", "30", "--"]);
+        .args([
+            "--room",
+            room,
+            "--identity",
+            identity,
+            "--reconnect-timeout",
+            "30",
+            "--",
+        ]);
     cmd.args(pipeline.split_whitespace());
     ChildGuard::spawn_logged("publisher", cmd, log)
 }
@@ -39,13 +56,19 @@ fn publisher(server: &LiveKitServer, room: &str, identity: &str, pipeline: &str,
 const LIVE_VP8: &str = "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! vp8enc deadline=1 keyframe-max-dist=300 name=cam";
 
 fn first_video_frame(sub: &mut Subscriber, identity: &str, timeout: Duration) -> Value {
-    sub.wait_event(timeout, |e| e["type"] == "first_frame" && e["kind"] == "video" && e["identity"] == identity)
-        .unwrap_or_else(|| panic!("no video frame decoded from {identity} within {timeout:?}"))
+    sub.wait_event(timeout, |e| {
+        e["type"] == "first_frame" && e["kind"] == "video" && e["identity"] == identity
+    })
+    .unwrap_or_else(|| panic!("no video frame decoded from {identity} within {timeout:?}"))
 }
 
 fn assert_no_panic(log: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(!text.contains("panicked"), "the publisher panicked:\n{}", tail_str(&text, 40));
+    assert!(
+        !text.contains("panicked"),
+        "the publisher panicked:\n{}",
+        tail_str(&text, 40)
+    );
 }
 
 #[test]
@@ -62,20 +85,44 @@ fn one_track_ends_while_the_others_go_on_and_the_last_one_ends_the_process() {
                     audiotestsrc is-live=true num-buffers=450 ! opusenc name=mic";
     let mut p = publisher(&server, &room, "pertrack", pipeline, &log);
     let ended = sub
-        .wait_event(Duration::from_secs(20), |e| e["type"] == "track_unpublished" && e["identity"] == "pertrack")
+        .wait_event(Duration::from_secs(20), |e| {
+            e["type"] == "track_unpublished" && e["identity"] == "pertrack"
+        })
         .unwrap_or_else(|| panic!("no track was unpublished\n{}", tail_file(&log, 30)));
-    let status = p.wait_timeout(Duration::from_secs(20)).unwrap_or_else(|| panic!("publisher did not exit\n{}", tail_file(&log, 30)));
-    assert_eq!(status.code(), Some(0), "exit 0 when the last output ends\n{}", tail_file(&log, 30));
+    let status = p
+        .wait_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("publisher did not exit\n{}", tail_file(&log, 30)));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit 0 when the last output ends\n{}",
+        tail_file(&log, 30)
+    );
     sub.finish();
     let report = sub.wait();
-    let short = report.track_named("short").unwrap_or_else(|| panic!("{}", report.pretty()));
-    let long = report.track_named("long").unwrap_or_else(|| panic!("{}", report.pretty()));
-    assert_eq!(ended["sid"], short.sid.as_str(), "the first track to go is the one that ended first");
+    let short = report
+        .track_named("short")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
+    let long = report
+        .track_named("long")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert_eq!(
+        ended["sid"],
+        short.sid.as_str(),
+        "the first track to go is the one that ended first"
+    );
     let short_gone = short.unpublished_seconds.expect("short unpublished");
     let long_last = long.last_frame_seconds.expect("long decoded");
-    assert!(long_last > short_gone + 3.0, "long kept decoding after short ended ({long_last} vs {short_gone})\n{}", report.pretty());
+    assert!(
+        long_last > short_gone + 3.0,
+        "long kept decoding after short ended ({long_last} vs {short_gone})\n{}",
+        report.pretty()
+    );
     assert!(long.frames >= 150, "{}", report.pretty());
-    assert!(long.unpublished_seconds.is_some(), "the last track is unpublished too");
+    assert!(
+        long.unpublished_seconds.is_some(),
+        "the last track is unpublished too"
+    );
     assert_no_panic(&log);
 }
 
@@ -90,29 +137,50 @@ fn removed_through_room_service_exits_with_its_code_within_2s() {
     let mut p = publisher(&server, &room, "victim", LIVE_VP8, &log);
     first_video_frame(&mut sub, "victim", Duration::from_secs(20));
     let mut admin = Command::new(subscriber_python());
-    admin.arg(manifest_dir().join("tests/subscriber/room_admin.py")).args([
-        "remove",
-        "--url",
-        &server.http_url(),
-        "--api-key",
-        server.api_key(),
-        "--api-secret",
-        server.api_secret(),
-        "--room",
-        &room,
-        "--identity",
-        "victim",
-    ]);
+    admin
+        .arg(manifest_dir().join("tests/subscriber/room_admin.py"))
+        .args([
+            "remove",
+            "--url",
+            &server.http_url(),
+            "--api-key",
+            server.api_key(),
+            "--api-secret",
+            server.api_secret(),
+            "--room",
+            &room,
+            "--identity",
+            "victim",
+        ]);
     let t = Instant::now();
     let out = run_with_timeout("room_admin", admin, Duration::from_secs(20));
-    assert_eq!(out.code, Some(0), "RemoveParticipant failed: {} {}", out.stdout, out.stderr);
-    let status = p.wait_timeout(Duration::from_secs(2) + (Instant::now() - t)).unwrap_or_else(|| {
-        panic!("publisher still running 2 s after its removal\n{}", tail_file(&log, 30))
-    });
-    assert_eq!(status.code(), Some(6), "documented exit code for a removal\n{}", tail_file(&log, 30));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "RemoveParticipant failed: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    let status = p
+        .wait_timeout(Duration::from_secs(2) + (Instant::now() - t))
+        .unwrap_or_else(|| {
+            panic!(
+                "publisher still running 2 s after its removal\n{}",
+                tail_file(&log, 30)
+            )
+        });
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "documented exit code for a removal\n{}",
+        tail_file(&log, 30)
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let last = text.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: ") && last.contains("removed"), "{last}");
+    assert!(
+        last.starts_with("error: ") && last.contains("removed"),
+        "{last}"
+    );
     assert_no_panic(&log);
 }
 
@@ -129,20 +197,37 @@ fn server_restart_mid_stream_video_decodes_again_within_5s_of_the_server_being_b
     std::thread::sleep(Duration::from_secs(2));
     server.kill();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(p.is_running(), "the publisher must survive the server going away\n{}", tail_file(&log, 30));
+    assert!(
+        p.is_running(),
+        "the publisher must survive the server going away\n{}",
+        tail_file(&log, 30)
+    );
     server.start_again();
     let back = wall();
     // The subscriber reconnects by itself; our track comes back under a new sid.
     let again = sub
         .wait_event(Duration::from_secs(30), |e| {
-            e["type"] == "first_frame" && e["kind"] == "video" && e["t_wall"].as_f64().is_some_and(|t| t > back)
+            e["type"] == "first_frame"
+                && e["kind"] == "video"
+                && e["t_wall"].as_f64().is_some_and(|t| t > back)
         })
-        .unwrap_or_else(|| panic!("no video decoded after the restart\n{}\n{}", tail_file(&log, 40), sub.stderr()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no video decoded after the restart\n{}\n{}",
+                tail_file(&log, 40),
+                sub.stderr()
+            )
+        });
     let after = again["t_wall"].as_f64().unwrap() - back;
-    assert!(after < 5.0, "video decoded again {after:.2} s after the server was back");
+    assert!(
+        after < 5.0,
+        "video decoded again {after:.2} s after the server was back"
+    );
     assert!(p.is_running());
     p.signal("INT");
-    let status = p.wait_timeout(Duration::from_secs(3)).expect("exit after SIGINT");
+    let status = p
+        .wait_timeout(Duration::from_secs(3))
+        .expect("exit after SIGINT");
     assert_eq!(status.code(), Some(0));
     assert_no_panic(&log);
 }
@@ -171,12 +256,27 @@ fn server_frozen_for_10s_video_decodes_again_within_3s_after() {
                 && e["kind"] == "video"
                 && e["t_wall"].as_f64().is_some_and(|t| t > thawed)
         })
-        .unwrap_or_else(|| panic!("no video decoded after the freeze\n{}\n{}", tail_file(&log, 40), sub.stderr()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no video decoded after the freeze\n{}\n{}",
+                tail_file(&log, 40),
+                sub.stderr()
+            )
+        });
     let after = again["t_wall"].as_f64().unwrap() - thawed;
-    assert!(after < 3.0, "video decoded again {after:.2} s after the freeze ended");
-    assert!(p.is_running(), "the publisher rode out the freeze\n{}", tail_file(&log, 30));
+    assert!(
+        after < 3.0,
+        "video decoded again {after:.2} s after the freeze ended"
+    );
+    assert!(
+        p.is_running(),
+        "the publisher rode out the freeze\n{}",
+        tail_file(&log, 30)
+    );
     p.signal("INT");
-    let status = p.wait_timeout(Duration::from_secs(3)).expect("exit after SIGINT");
+    let status = p
+        .wait_timeout(Duration::from_secs(3))
+        .expect("exit after SIGINT");
     assert_eq!(status.code(), Some(0));
     assert_no_panic(&log);
 }
@@ -194,14 +294,23 @@ fn sigint_during_a_reconnect_attempt_exits_zero_within_2s() {
     server.kill();
     // Wait until the publisher is reconnecting.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("reconnecting") {
-        assert!(Instant::now() < deadline, "never started reconnecting\n{}", tail_file(&log, 30));
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("reconnecting")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never started reconnecting\n{}",
+            tail_file(&log, 30)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(700));
     let t = Instant::now();
     p.signal("INT");
-    let status = p.wait_timeout(Duration::from_secs(2)).unwrap_or_else(|| panic!("still running 2 s after SIGINT\n{}", tail_file(&log, 30)));
+    let status = p
+        .wait_timeout(Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("still running 2 s after SIGINT\n{}", tail_file(&log, 30)));
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(status.code(), Some(0), "{}", tail_file(&log, 30));
     assert_no_panic(&log);
@@ -222,15 +331,31 @@ fn reconnect_gives_up_after_the_timeout_with_its_exit_code() {
     cmd.args(LIVE_VP8.split_whitespace());
     let mut p = ChildGuard::spawn_logged("publisher", cmd, &log);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("is live as track") {
-        assert!(Instant::now() < deadline, "never went live\n{}", tail_file(&log, 30));
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("is live as track")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never went live\n{}",
+            tail_file(&log, 30)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     server.kill();
-    let status = p.wait_timeout(Duration::from_secs(10)).unwrap_or_else(|| panic!("did not give up\n{}", tail_file(&log, 30)));
+    let status = p
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("did not give up\n{}", tail_file(&log, 30)));
     assert_eq!(status.code(), Some(5), "{}", tail_file(&log, 30));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(text.lines().last().unwrap_or_default().starts_with("error: gave up reconnecting"), "{}", tail_str(&text, 10));
+    assert!(
+        text.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("error: gave up reconnecting"),
+        "{}",
+        tail_str(&text, 10)
+    );
     assert_no_panic(&log);
 }
 
@@ -251,7 +376,9 @@ impl SignalRelay {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
                 {
                     let mut g = c2.lock().unwrap();
                     g.push(client.try_clone().unwrap());
@@ -299,8 +426,15 @@ fn a_dropped_websocket_is_resumed_without_the_subscriber_noticing() {
     std::thread::sleep(Duration::from_secs(2));
     relay.cut();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("resumed the session") {
-        assert!(Instant::now() < deadline, "never resumed\n{}", tail_file(&log, 30));
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("resumed the session")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never resumed\n{}",
+            tail_file(&log, 30)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Keep going a while on the resumed session (pings, a second cut).
@@ -309,20 +443,35 @@ fn a_dropped_websocket_is_resumed_without_the_subscriber_noticing() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(p.is_running(), "{}", tail_file(&log, 30));
     p.signal("INT");
-    let status = p.wait_timeout(Duration::from_secs(3)).expect("exit after SIGINT");
+    let status = p
+        .wait_timeout(Duration::from_secs(3))
+        .expect("exit after SIGINT");
     assert_eq!(status.code(), Some(0), "{}", tail_file(&log, 30));
     sub.finish();
     let report = sub.wait();
     let videos = report.video_tracks();
-    assert_eq!(videos.len(), 1, "one track all along, never republished: {}", report.pretty());
+    assert_eq!(
+        videos.len(),
+        1,
+        "one track all along, never republished: {}",
+        report.pretty()
+    );
     let t = videos[0];
-    assert!(t.max_gap_seconds < 1.0, "video never stalled: {}", report.pretty());
+    assert!(
+        t.max_gap_seconds < 1.0,
+        "video never stalled: {}",
+        report.pretty()
+    );
     assert!(t.frames >= 300, "{}", report.pretty());
     let unpublished_before_leave = report
         .events_of("track_unpublished")
         .iter()
         .any(|e| e["t"].as_f64().unwrap_or(0.0) < t.last_frame_seconds.unwrap_or(0.0) - 0.5);
-    assert!(!unpublished_before_leave, "the track was never unpublished mid-stream: {}", report.pretty());
+    assert!(
+        !unpublished_before_leave,
+        "the track was never unpublished mid-stream: {}",
+        report.pretty()
+    );
     assert_no_panic(&log);
 }
 
@@ -335,8 +484,15 @@ fn a_second_sigint_exits_at_once() {
     let log = dir.path().join("publisher.log");
     let mut p = publisher(&server, &room, "impatient", LIVE_VP8, &log);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("is live as track") {
-        assert!(Instant::now() < deadline, "never went live\n{}", tail_file(&log, 30));
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("is live as track")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never went live\n{}",
+            tail_file(&log, 30)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // A frozen server cannot take our leave: the clean exit waits (at most 0.5 s) for it.
@@ -347,8 +503,14 @@ fn a_second_sigint_exits_at_once() {
     p.signal("INT");
     let status = p.wait_timeout(Duration::from_secs(2)).expect("exits");
     assert_eq!(status.code(), Some(130), "{}", tail_file(&log, 20));
-    assert!(t.elapsed() < Duration::from_millis(300), "exited {:?} after the second signal", t.elapsed());
-    assert!(std::fs::read_to_string(&log).unwrap().contains("stopped at once"));
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "exited {:?} after the second signal",
+        t.elapsed()
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("stopped at once"));
     server.resume();
     assert_no_panic(&log);
 }

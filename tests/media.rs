@@ -17,7 +17,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn publisher(server: &LiveKitServer, room: &str, pipeline: &str, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> ChildGuard {
+fn publisher(
+    server: &LiveKitServer,
+    room: &str,
+    pipeline: &str,
+    log: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ChildGuard {
     let mut cmd = Command::new(publisher_bin());
     cmd.env("LIVEKIT_URL", server.url())
         .env("LIVEKIT_API_KEY", server.api_key())
@@ -34,7 +41,9 @@ fn publisher(server: &LiveKitServer, room: &str, pipeline: &str, log: &Path, ext
 
 fn stop(p: &mut ChildGuard, log: &Path) {
     p.signal("INT");
-    let status = p.wait_timeout(Duration::from_secs(3)).unwrap_or_else(|| panic!("no exit\n{}", tail_file(log, 30)));
+    let status = p
+        .wait_timeout(Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("no exit\n{}", tail_file(log, 30)));
     assert_eq!(status.code(), Some(0), "{}", tail_file(log, 30));
 }
 
@@ -70,15 +79,32 @@ fn late_joiner_with_a_10s_gop_sees_video_within_1s_of_subscribing() {
         &[],
     );
     std::thread::sleep(Duration::from_secs(4));
-    let mut sub = Subscriber::spawn(&server, &room, &["--duration", "20", "--wait-tracks", "1", "--exit-after-frames", "30"]);
+    let mut sub = Subscriber::spawn(
+        &server,
+        &room,
+        &[
+            "--duration",
+            "20",
+            "--wait-tracks",
+            "1",
+            "--exit-after-frames",
+            "30",
+        ],
+    );
     let first = sub
-        .wait_event(Duration::from_secs(15), |e| e["type"] == "first_frame" && e["kind"] == "video")
+        .wait_event(Duration::from_secs(15), |e| {
+            e["type"] == "first_frame" && e["kind"] == "video"
+        })
         .unwrap_or_else(|| panic!("late joiner decoded nothing\n{}", tail_file(&log, 30)));
     let report = sub.wait();
     stop(&mut p, &log);
     let t = report.video_tracks()[0].clone();
     let waited = first["t_wall"].as_f64().unwrap() - t.subscribed_t_wall.expect("subscribed");
-    assert!(waited < 1.0, "late joiner waited {waited:.2} s for its first frame\n{}", report.pretty());
+    assert!(
+        waited < 1.0,
+        "late joiner waited {waited:.2} s for its first frame\n{}",
+        report.pretty()
+    );
 }
 
 #[test]
@@ -90,7 +116,8 @@ fn five_percent_loss_is_repaired_by_nack_and_rtx() {
     let log = dir.path().join("publisher.log");
     let stats = dir.path().join("stats.jsonl");
     let mut sub = Subscriber::spawn(&server, &room, &["--duration", "40"]);
-    sub.wait_event_type("connected", Duration::from_secs(15)).expect("subscriber connected");
+    sub.wait_event_type("connected", Duration::from_secs(15))
+        .expect("subscriber connected");
     let mut p = publisher(
         &server,
         &room,
@@ -99,25 +126,41 @@ fn five_percent_loss_is_repaired_by_nack_and_rtx() {
         &["--stats-json", stats.to_str().unwrap(), "--stats-interval", "1"],
         &[("GST_PUBLISHER_TEST_OUTGOING_LOSS", "0.05")],
     );
-    sub.wait_event(Duration::from_secs(20), |e| e["type"] == "first_frame" && e["kind"] == "video")
-        .unwrap_or_else(|| panic!("nothing decoded\n{}", tail_file(&log, 30)));
+    sub.wait_event(Duration::from_secs(20), |e| {
+        e["type"] == "first_frame" && e["kind"] == "video"
+    })
+    .unwrap_or_else(|| panic!("nothing decoded\n{}", tail_file(&log, 30)));
     std::thread::sleep(Duration::from_secs(15));
     stop(&mut p, &log);
     std::thread::sleep(Duration::from_millis(500));
     sub.finish();
     let report = sub.wait();
     let lines = stats_lines(&stats);
-    let last = lines.last().unwrap_or_else(|| panic!("no stats written\n{}", tail_file(&log, 30)));
+    let last = lines
+        .last()
+        .unwrap_or_else(|| panic!("no stats written\n{}", tail_file(&log, 30)));
     let nacks = last["tracks"][0]["nack"].as_u64().unwrap();
     // Frames sent while the subscriber was decoding: its decode span times the rate we sent
     // at (the server only starts forwarding at a keyframe once the subscription is bound, so
     // frames before that were never meant to reach it).
-    let send_fps = median(lines.iter().skip(2).map(|l| l["tracks"][0]["fps"].as_f64().unwrap()).filter(|f| *f > 0.0).collect());
+    let send_fps = median(
+        lines
+            .iter()
+            .skip(2)
+            .map(|l| l["tracks"][0]["fps"].as_f64().unwrap())
+            .filter(|f| *f > 0.0)
+            .collect(),
+    );
     let t = &report.video_tracks()[0];
     let span = t.last_frame_seconds.unwrap() - t.first_frame_seconds.unwrap();
     let expected = span * send_fps + 1.0;
     let ratio = t.frames as f64 / expected;
-    assert!(std::fs::read_to_string(&log).unwrap().contains("test hook: dropping 5.0%"), "the loss hook was active");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("test hook: dropping 5.0%"),
+        "the loss hook was active"
+    );
     assert!(nacks > 0, "a lossy link produces NACKs: {last}");
     assert!(
         ratio >= 0.95,
@@ -126,7 +169,12 @@ fn five_percent_loss_is_repaired_by_nack_and_rtx() {
         ratio * 100.0,
         report.pretty()
     );
-    assert!(t.max_gap_seconds < 1.0, "froze for {:.2} s\n{}", t.max_gap_seconds, report.pretty());
+    assert!(
+        t.max_gap_seconds < 1.0,
+        "froze for {:.2} s\n{}",
+        t.max_gap_seconds,
+        report.pretty()
+    );
 }
 
 #[test]
@@ -137,7 +185,8 @@ fn resolution_change_mid_stream_keeps_decoding_at_the_new_size() {
     let dir = test_dir("pub");
     let log = dir.path().join("publisher.log");
     let mut sub = Subscriber::spawn(&server, &room, &["--duration", "40"]);
-    sub.wait_event_type("connected", Duration::from_secs(15)).expect("subscriber connected");
+    sub.wait_event_type("connected", Duration::from_secs(15))
+        .expect("subscriber connected");
     // 4 s at 320x240, then 640x360 until the end: concat switches sources, and the encoder
     // restarts at the new size.
     let pipeline = "concat name=c ! videoconvert ! vp8enc deadline=1 name=v \
@@ -154,37 +203,50 @@ fn resolution_change_mid_stream_keeps_decoding_at_the_new_size() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let status = p.wait_timeout(Duration::from_secs(30)).unwrap_or_else(|| panic!("no EOS\n{}", tail_file(&log, 30)));
+    let status = p
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no EOS\n{}", tail_file(&log, 30)));
     assert_eq!(status.code(), Some(0), "{}", tail_file(&log, 30));
     sub.finish();
     let report = sub.wait();
     let t = &report.video_tracks()[0];
     assert_eq!(t.sizes.first(), Some(&(320, 240)), "{}", report.pretty());
     assert_eq!(t.sizes.last(), Some(&(640, 360)), "{}", report.pretty());
-    assert!(t.frames >= 200, "kept decoding through the change: {}", report.pretty());
-    assert!(server_sizes.contains(&(640, 360)), "the server was told the new size (UpdateLocalVideoTrack): {server_sizes:?}");
+    assert!(
+        t.frames >= 200,
+        "kept decoding through the change: {}",
+        report.pretty()
+    );
+    assert!(
+        server_sizes.contains(&(640, 360)),
+        "the server was told the new size (UpdateLocalVideoTrack): {server_sizes:?}"
+    );
     assert_eq!(server_sizes.first(), Some(&(320, 240)), "{server_sizes:?}");
 }
 
 /// Width and height of `identity`'s first video track as the server has it (RoomService).
 fn server_track_size(server: &LiveKitServer, room: &str, identity: &str) -> Option<(u32, u32)> {
     let mut cmd = Command::new(subscriber_python());
-    cmd.arg(manifest_dir().join("tests/subscriber/room_admin.py")).args([
-        "tracks",
-        "--url",
-        &server.http_url(),
-        "--api-key",
-        server.api_key(),
-        "--api-secret",
-        server.api_secret(),
-        "--room",
-        room,
-        "--identity",
-        identity,
-    ]);
+    cmd.arg(manifest_dir().join("tests/subscriber/room_admin.py"))
+        .args([
+            "tracks",
+            "--url",
+            &server.http_url(),
+            "--api-key",
+            server.api_key(),
+            "--api-secret",
+            server.api_secret(),
+            "--room",
+            room,
+            "--identity",
+            identity,
+        ]);
     let out = run_with_timeout("room_admin", cmd, Duration::from_secs(10));
     let v: Value = serde_json::from_str(out.stdout.trim()).ok()?;
-    let t = v["tracks"].as_array()?.iter().find(|t| t["mime"].as_str().is_some_and(|m| m.starts_with("video")))?;
+    let t = v["tracks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["mime"].as_str().is_some_and(|m| m.starts_with("video")))?;
     Some((t["width"].as_u64()? as u32, t["height"].as_u64()? as u32))
 }
 
@@ -208,21 +270,76 @@ fn stats_json_reports_the_configured_bitrate_and_frame_rate() {
     );
     let report = sub.wait();
     stop(&mut p, &log);
-    assert!(report.video_tracks().iter().any(|t| t.frames > 100), "{}", report.pretty());
+    assert!(
+        report.video_tracks().iter().any(|t| t.frames > 100),
+        "{}",
+        report.pretty()
+    );
     let lines = stats_lines(&stats);
-    assert!(lines.len() >= 8, "one object per second: {} lines", lines.len());
+    assert!(
+        lines.len() >= 8,
+        "one object per second: {} lines",
+        lines.len()
+    );
     // Skip the first seconds (joining, encoder ramp-up) and the final partial interval.
-    let steady: Vec<&Value> = lines.iter().filter(|l| l["t"].as_f64().unwrap_or(0.0) > 4.0).take(8).collect();
-    let video = |l: &Value| l["tracks"].as_array().unwrap().iter().find(|t| t["kind"] == "video").cloned().unwrap();
-    let audio = |l: &Value| l["tracks"].as_array().unwrap().iter().find(|t| t["kind"] == "audio").cloned().unwrap();
-    let bitrate = median(steady.iter().map(|l| video(l)["bitrate_bps"].as_f64().unwrap()).collect());
-    let fps = median(steady.iter().map(|l| video(l)["fps"].as_f64().unwrap()).collect());
-    assert!((bitrate - 800_000.0).abs() / 800_000.0 < 0.30, "video bitrate {bitrate} for a target of 800 kbit/s");
+    let steady: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["t"].as_f64().unwrap_or(0.0) > 4.0)
+        .take(8)
+        .collect();
+    let video = |l: &Value| {
+        l["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "video")
+            .cloned()
+            .unwrap()
+    };
+    let audio = |l: &Value| {
+        l["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "audio")
+            .cloned()
+            .unwrap()
+    };
+    let bitrate = median(
+        steady
+            .iter()
+            .map(|l| video(l)["bitrate_bps"].as_f64().unwrap())
+            .collect(),
+    );
+    let fps = median(
+        steady
+            .iter()
+            .map(|l| video(l)["fps"].as_f64().unwrap())
+            .collect(),
+    );
+    assert!(
+        (bitrate - 800_000.0).abs() / 800_000.0 < 0.30,
+        "video bitrate {bitrate} for a target of 800 kbit/s"
+    );
     assert!((fps - 30.0).abs() / 30.0 < 0.10, "fps {fps}");
-    let abitrate = median(steady.iter().map(|l| audio(l)["bitrate_bps"].as_f64().unwrap()).collect());
-    assert!((abitrate - 64_000.0).abs() / 64_000.0 < 0.30, "audio bitrate {abitrate}");
+    let abitrate = median(
+        steady
+            .iter()
+            .map(|l| audio(l)["bitrate_bps"].as_f64().unwrap())
+            .collect(),
+    );
+    assert!(
+        (abitrate - 64_000.0).abs() / 64_000.0 < 0.30,
+        "audio bitrate {abitrate}"
+    );
     let last = lines.last().unwrap();
-    assert!(video(last)["keyframes_sent"].as_u64().unwrap() >= 2, "{last}");
-    assert!(video(last)["rtt_ms"].as_f64().is_some(), "RTT from receiver reports: {last}");
+    assert!(
+        video(last)["keyframes_sent"].as_u64().unwrap() >= 2,
+        "{last}"
+    );
+    assert!(
+        video(last)["rtt_ms"].as_f64().is_some(),
+        "RTT from receiver reports: {last}"
+    );
     assert!(last["latency_us"]["samples"].as_u64().is_some());
 }

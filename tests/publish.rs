@@ -20,9 +20,18 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Spawn the publisher with a token in the environment (never on argv), logging to `log`.
-fn publisher(server: &LiveKitServer, token: &str, pipeline: &str, log: &Path, extra: &[&str]) -> ChildGuard {
+fn publisher(
+    server: &LiveKitServer,
+    token: &str,
+    pipeline: &str,
+    log: &Path,
+    extra: &[&str],
+) -> ChildGuard {
     let mut cmd = Command::new(publisher_bin());
-    cmd.env("LIVEKIT_URL", server.url()).env("LIVEKIT_TOKEN", token).args(extra).arg("--");
+    cmd.env("LIVEKIT_URL", server.url())
+        .env("LIVEKIT_TOKEN", token)
+        .args(extra)
+        .arg("--");
     cmd.args(pipeline.split_whitespace());
     ChildGuard::spawn_logged("publisher", cmd, log)
 }
@@ -55,8 +64,18 @@ fn stop_cleanly(p: &mut ChildGuard, log: &Path) -> Duration {
     p.signal("INT");
     let status = p.wait_timeout(Duration::from_secs(2));
     let took = t.elapsed();
-    let status = status.unwrap_or_else(|| panic!("publisher did not exit within 2 s of SIGINT\n{}", tail_file(log, 30)));
-    assert_eq!(status.code(), Some(0), "publisher exit status after SIGINT\n{}", tail_file(log, 30));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "publisher did not exit within 2 s of SIGINT\n{}",
+            tail_file(log, 30)
+        )
+    });
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "publisher exit status after SIGINT\n{}",
+        tail_file(log, 30)
+    );
     took
 }
 
@@ -66,8 +85,18 @@ fn assert_video(report: &SubscriberReport, mime: &str, width: u32, height: u32, 
         .iter()
         .find(|t| t.mime.eq_ignore_ascii_case(mime))
         .unwrap_or_else(|| panic!("no {mime} track decoded:\n{}", report.pretty()));
-    assert!(t.frames >= min_frames, "{mime}: {} frames decoded, want >= {min_frames}\n{}", t.frames, report.pretty());
-    assert_eq!((t.width, t.height), (width, height), "{mime} decoded size\n{}", report.pretty());
+    assert!(
+        t.frames >= min_frames,
+        "{mime}: {} frames decoded, want >= {min_frames}\n{}",
+        t.frames,
+        report.pretty()
+    );
+    assert_eq!(
+        (t.width, t.height),
+        (width, height),
+        "{mime} decoded size\n{}",
+        report.pretty()
+    );
 }
 
 #[test]
@@ -88,14 +117,25 @@ fn go_readme_h264_example_verbatim_decodes_720p_video_and_opus_audio() {
         audioresample ! \
         audioconvert ! \
         opusenc bitrate=64000";
-    let mut p = publisher(&server, &token(&server, &room, "readme-pub", false), pipeline, &log, &[]);
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "readme-pub", false),
+        pipeline,
+        &log,
+        &[],
+    );
     let report = decode(sub);
     stop_cleanly(&mut p, &log);
     assert_video(&report, "video/H264", 1280, 720, 60);
     let audio = report.audio_tracks();
     assert_eq!(audio.len(), 1, "{}", report.pretty());
     assert!(audio[0].mime.eq_ignore_ascii_case("audio/opus"));
-    assert!(audio[0].audio_seconds >= 2.0, "audio decoded: {} s\n{}", audio[0].audio_seconds, report.pretty());
+    assert!(
+        audio[0].audio_seconds >= 2.0,
+        "audio decoded: {} s\n{}",
+        audio[0].audio_seconds,
+        report.pretty()
+    );
     assert_eq!(audio[0].sample_rate, 48_000);
 }
 
@@ -119,7 +159,11 @@ fn bare_x264enc_negotiates_a_profile_browsers_decode() {
     stop_cleanly(&mut p, &log);
     assert_video(&report, "video/H264", 640, 480, 60);
     let t = report.video_tracks()[0];
-    assert!(t.buffer_types.iter().all(|b| b == "i420"), "decoded as 8-bit 4:2:0: {:?}", t.buffer_types);
+    assert!(
+        t.buffer_types.iter().all(|b| b == "i420"),
+        "decoded as 8-bit 4:2:0: {:?}",
+        t.buffer_types
+    );
 }
 
 fn one_codec(name: &str, encoder: &str, mime: &str) {
@@ -129,8 +173,15 @@ fn one_codec(name: &str, encoder: &str, mime: &str) {
     let dir = test_dir("pub");
     let log = dir.path().join("publisher.log");
     let sub = spawn_sub(&server, &room, &sub_args(25, 1, 60));
-    let pipeline = format!("videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! {encoder}");
-    let mut p = publisher(&server, &token(&server, &room, name, false), &pipeline, &log, &[]);
+    let pipeline =
+        format!("videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! {encoder}");
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, name, false),
+        &pipeline,
+        &log,
+        &[],
+    );
     let report = decode(sub);
     stop_cleanly(&mut p, &log);
     assert_video(&report, mime, 640, 360, 60);
@@ -149,7 +200,11 @@ fn vp9_decodes() {
 
 #[test]
 fn av1_decodes() {
-    one_codec("av1", "av1enc usage-profile=realtime cpu-used=10", "video/AV1");
+    one_codec(
+        "av1",
+        "av1enc usage-profile=realtime cpu-used=10",
+        "video/AV1",
+    );
 }
 
 #[test]
@@ -163,16 +218,36 @@ fn two_video_outputs_and_one_audio_output_are_three_tracks() {
     let pipeline = "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! x264enc tune=zerolatency name=cam \
                     videotestsrc is-live=true pattern=ball ! video/x-raw,width=480,height=270 ! vp8enc deadline=1 name=screen \
                     audiotestsrc is-live=true ! opusenc name=mic";
-    let mut p = publisher(&server, &token(&server, &room, "three", false), pipeline, &log, &[]);
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "three", false),
+        pipeline,
+        &log,
+        &[],
+    );
     let report = decode(sub);
     stop_cleanly(&mut p, &log);
     assert_eq!(report.video_tracks().len(), 2, "{}", report.pretty());
     assert_eq!(report.audio_tracks().len(), 1, "{}", report.pretty());
-    let cam = report.track_named("cam").unwrap_or_else(|| panic!("{}", report.pretty()));
-    assert!(cam.frames >= 60 && (cam.width, cam.height) == (320, 240), "{}", report.pretty());
-    let screen = report.track_named("screen").unwrap_or_else(|| panic!("{}", report.pretty()));
-    assert!(screen.frames >= 60 && (screen.width, screen.height) == (480, 270), "{}", report.pretty());
-    let mic = report.track_named("mic").unwrap_or_else(|| panic!("{}", report.pretty()));
+    let cam = report
+        .track_named("cam")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert!(
+        cam.frames >= 60 && (cam.width, cam.height) == (320, 240),
+        "{}",
+        report.pretty()
+    );
+    let screen = report
+        .track_named("screen")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert!(
+        screen.frames >= 60 && (screen.width, screen.height) == (480, 270),
+        "{}",
+        report.pretty()
+    );
+    let mic = report
+        .track_named("mic")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
     assert!(mic.audio_seconds >= 1.0, "{}", report.pretty());
 }
 
@@ -205,7 +280,11 @@ fn sigint_after_5s_exits_zero_within_2s_and_the_subscriber_sees_the_leave() {
     let room = room_name("sigint");
     let dir = test_dir("pub");
     let log = dir.path().join("publisher.log");
-    let mut sub = spawn_sub(&server, &room, &["--duration".to_string(), "30".to_string()]);
+    let mut sub = spawn_sub(
+        &server,
+        &room,
+        &["--duration".to_string(), "30".to_string()],
+    );
     let mut p = publisher(
         &server,
         &token(&server, &room, "leaver", false),
@@ -213,21 +292,40 @@ fn sigint_after_5s_exits_zero_within_2s_and_the_subscriber_sees_the_leave() {
         &log,
         &[],
     );
-    sub.wait_event(Duration::from_secs(20), |e| e["type"] == "first_frame" && e["kind"] == "video")
-        .unwrap_or_else(|| panic!("no video decoded\n{}", tail_file(&log, 30)));
+    sub.wait_event(Duration::from_secs(20), |e| {
+        e["type"] == "first_frame" && e["kind"] == "video"
+    })
+    .unwrap_or_else(|| panic!("no video decoded\n{}", tail_file(&log, 30)));
     std::thread::sleep(Duration::from_secs(5));
-    let sent_wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let sent_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let took = stop_cleanly(&mut p, &log);
     assert!(took < Duration::from_secs(2), "exit took {took:?}");
     let left = sub
-        .wait_event(Duration::from_secs(5), |e| e["type"] == "participant_disconnected" && e["identity"] == "leaver")
-        .unwrap_or_else(|| panic!("subscriber never saw the publisher leave\n{}", tail_file(&log, 30)));
+        .wait_event(Duration::from_secs(5), |e| {
+            e["type"] == "participant_disconnected" && e["identity"] == "leaver"
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "subscriber never saw the publisher leave\n{}",
+                tail_file(&log, 30)
+            )
+        });
     // The subscriber stamps each event with wall-clock time when it happens.
     let seen_after = left["t_wall"].as_f64().expect("t_wall") - sent_wall;
-    assert!(seen_after < 2.0, "leave seen {seen_after:.2} s after SIGINT: {left}");
+    assert!(
+        seen_after < 2.0,
+        "leave seen {seen_after:.2} s after SIGINT: {left}"
+    );
     sub.finish();
     let report = sub.wait();
-    assert!(report.video_tracks().iter().any(|t| t.frames > 0), "{}", report.pretty());
+    assert!(
+        report.video_tracks().iter().any(|t| t.frames > 0),
+        "{}",
+        report.pretty()
+    );
 }
 
 #[test]
@@ -248,27 +346,56 @@ fn track_names_and_sources_default_and_mapped() {
         &token(&server, &room, "names", false),
         pipeline,
         &log,
-        &["--track", "cam=name:Camera", "--track", "screen=name:Screen,source:screen_share"],
+        &[
+            "--track",
+            "cam=name:Camera",
+            "--track",
+            "screen=name:Screen,source:screen_share",
+        ],
     );
     let report = decode(sub);
     stop_cleanly(&mut p, &log);
-    let cam = report.track_named("Camera").unwrap_or_else(|| panic!("{}", report.pretty()));
+    let cam = report
+        .track_named("Camera")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
     assert_eq!(cam.source, "camera");
     assert!(cam.frames > 0);
-    let screen = report.track_named("Screen").unwrap_or_else(|| panic!("{}", report.pretty()));
-    assert_eq!(screen.source.replace('_', ""), "screenshare", "the SDK spells it SOURCE_SCREENSHARE");
+    let screen = report
+        .track_named("Screen")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
+    assert_eq!(
+        screen.source.replace('_', ""),
+        "screenshare",
+        "the SDK spells it SOURCE_SCREENSHARE"
+    );
     assert_eq!((screen.width, screen.height), (640, 360));
-    let mic = report.track_named("mic").unwrap_or_else(|| panic!("{}", report.pretty()));
+    let mic = report
+        .track_named("mic")
+        .unwrap_or_else(|| panic!("{}", report.pretty()));
     assert_eq!(mic.source, "microphone");
 }
 
 #[test]
 fn a_track_mapping_that_matches_no_output_is_an_error() {
     let mut cmd = Command::new(publisher_bin());
-    cmd.args(["--dev", "--track", "camm=name:x", "--", "videotestsrc", "is-live=true", "!", "vp8enc", "name=cam"]);
+    cmd.args([
+        "--dev",
+        "--track",
+        "camm=name:x",
+        "--",
+        "videotestsrc",
+        "is-live=true",
+        "!",
+        "vp8enc",
+        "name=cam",
+    ]);
     let out = run_with_timeout("publisher", cmd, Duration::from_secs(20));
     assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("camm") && out.stderr.contains("cam.src"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("camm") && out.stderr.contains("cam.src"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Make a small H.264 + Opus Matroska file (8 s) for the file examples.
@@ -285,7 +412,12 @@ fn make_media_file(dir: &Path) -> std::path::PathBuf {
         .split_whitespace(),
     );
     let out = run_with_timeout("gst-launch-1.0", cmd, Duration::from_secs(60));
-    assert_eq!(out.code, Some(0), "making the test file failed: {}", out.stderr);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "making the test file failed: {}",
+        out.stderr
+    );
     path
 }
 
@@ -314,12 +446,24 @@ fn go_readme_file_example_verbatim_decodes_vp9_and_opus() {
             opusenc bitrate=64000",
         file.display()
     );
-    let mut p = publisher(&server, &token(&server, &room, "file", false), &pipeline, &log, &[]);
+    let mut p = publisher(
+        &server,
+        &token(&server, &room, "file", false),
+        &pipeline,
+        &log,
+        &[],
+    );
     let report = decode(sub);
     // The file ends by itself: every output ends, the publisher leaves and exits 0.
-    let status = p.wait_timeout(Duration::from_secs(30)).unwrap_or_else(|| panic!("no exit at EOS\n{}", tail_file(&log, 30)));
+    let status = p
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no exit at EOS\n{}", tail_file(&log, 30)));
     assert_eq!(status.code(), Some(0), "{}", tail_file(&log, 30));
     assert_video(&report, "video/VP9", 1280, 720, 60);
     let audio = report.audio_tracks();
-    assert!(audio.first().is_some_and(|a| a.audio_seconds >= 2.0), "{}", report.pretty());
+    assert!(
+        audio.first().is_some_and(|a| a.audio_seconds >= 2.0),
+        "{}",
+        report.pretty()
+    );
 }

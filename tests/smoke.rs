@@ -13,7 +13,11 @@ use common::*;
 #[test]
 fn server_starts_validates_tokens_and_restarts() {
     let mut server = LiveKitServer::start();
-    assert!(server.url().starts_with("ws://127.0.0.1:"), "{}", server.url());
+    assert!(
+        server.url().starts_with("ws://127.0.0.1:"),
+        "{}",
+        server.url()
+    );
     assert!(server.is_ready());
     assert!(
         server.log().contains("starting LiveKit server"),
@@ -23,12 +27,32 @@ fn server_starts_validates_tokens_and_restarts() {
 
     // the harness's token is accepted, the same token signed with another secret is not
     let good = token(&server, "smoke-validate", "alice", true);
-    let bad = token_with(server.api_key(), "not-the-secret-not-the-secret-123", "smoke-validate", "alice", true, true);
+    let bad = token_with(
+        server.api_key(),
+        "not-the-secret-not-the-secret-123",
+        "smoke-validate",
+        "alice",
+        true,
+        true,
+    );
     let port = server.port();
-    let validate =
-        |t: &str| http_get_status(port, &format!("/rtc/validate?access_token={t}"), Duration::from_secs(2));
-    assert_eq!(validate(&good), Some(200), "a token from common::token must be accepted");
-    assert_eq!(validate(&bad), Some(401), "a token with the wrong secret must be refused");
+    let validate = |t: &str| {
+        http_get_status(
+            port,
+            &format!("/rtc/validate?access_token={t}"),
+            Duration::from_secs(2),
+        )
+    };
+    assert_eq!(
+        validate(&good),
+        Some(200),
+        "a token from common::token must be accepted"
+    );
+    assert_eq!(
+        validate(&bad),
+        Some(401),
+        "a token with the wrong secret must be refused"
+    );
 
     // pause/resume: a frozen server does not answer, a thawed one does
     server.pause();
@@ -63,18 +87,47 @@ fn subscriber_joins_an_empty_room_and_sees_no_tracks() {
     let room = room_name("smoke-empty");
     let sub = Subscriber::spawn(&server, &room, &["--duration", "2"]);
     let report = sub.wait();
-    assert_eq!(report.exit_code, Some(0), "subscriber exit code; stderr:\n{}", report.stderr);
-    assert!(report.connected, "subscriber did not connect:\n{}", report.pretty());
+    assert_eq!(
+        report.exit_code,
+        Some(0),
+        "subscriber exit code; stderr:\n{}",
+        report.stderr
+    );
+    assert!(
+        report.connected,
+        "subscriber did not connect:\n{}",
+        report.pretty()
+    );
     assert_eq!(report.error, None);
     assert_eq!(report.room, room);
-    assert!(!report.room_sid.is_empty(), "no room sid:\n{}", report.pretty());
-    assert!(report.tracks.is_empty(), "an empty room has no tracks:\n{}", report.pretty());
-    assert!(report.first_event("connected", None).is_some(), "no connected event:\n{}", report.pretty());
-    assert!(report.events_of("participant_connected").is_empty(), "nobody else joined:\n{}", report.pretty());
+    assert!(
+        !report.room_sid.is_empty(),
+        "no room sid:\n{}",
+        report.pretty()
+    );
+    assert!(
+        report.tracks.is_empty(),
+        "an empty room has no tracks:\n{}",
+        report.pretty()
+    );
+    assert!(
+        report.first_event("connected", None).is_some(),
+        "no connected event:\n{}",
+        report.pretty()
+    );
+    assert!(
+        report.events_of("participant_connected").is_empty(),
+        "nobody else joined:\n{}",
+        report.pretty()
+    );
     assert_eq!(report.end_reason, "duration");
     let connect = report.connect_seconds.expect("connect_seconds");
     let end = report.end_seconds.expect("end_seconds");
-    assert!(end - connect >= 1.9, "ran {:.2} s after connect, --duration 2 asked for 2 s", end - connect);
+    assert!(
+        end - connect >= 1.9,
+        "ran {:.2} s after connect, --duration 2 asked for 2 s",
+        end - connect
+    );
 }
 
 #[test]
@@ -88,10 +141,21 @@ fn subscriber_with_a_wrong_secret_is_refused() {
         &["--duration", "2"],
     );
     let report = sub.wait();
-    assert!(!report.connected, "the server accepted a token signed with a wrong secret:\n{}", report.pretty());
-    assert_ne!(report.exit_code, Some(0), "exit code must be non-zero when refused");
+    assert!(
+        !report.connected,
+        "the server accepted a token signed with a wrong secret:\n{}",
+        report.pretty()
+    );
+    assert_ne!(
+        report.exit_code,
+        Some(0),
+        "exit code must be non-zero when refused"
+    );
     let err = report.error.clone().unwrap_or_default();
-    assert!(err.contains("401"), "expected a 401 refusal, got error {err:?}");
+    assert!(
+        err.contains("401"),
+        "expected a 401 refusal, got error {err:?}"
+    );
     assert!(report.tracks.is_empty());
 }
 
@@ -152,7 +216,8 @@ fn subscriber_measures_media_from_the_livekit_sdk() {
     let room = room_name("smoke-media");
     let mut sub = Subscriber::spawn(&server, &room, &["--duration", "20"]);
     assert!(
-        sub.wait_event_type("connected", Duration::from_secs(15)).is_some(),
+        sub.wait_event_type("connected", Duration::from_secs(15))
+            .is_some(),
         "subscriber did not connect; stderr:\n{}",
         sub.stderr()
     );
@@ -169,11 +234,16 @@ fn subscriber_measures_media_from_the_livekit_sdk() {
     ]);
     let mut publisher = ChildGuard::spawn_logged("sdk-publisher", cmd, &log);
     let status = publisher.wait_or_kill(Duration::from_secs(40));
-    assert!(status.success(), "SDK publisher failed ({status}):\n{}", tail_file(&log, 80));
+    assert!(
+        status.success(),
+        "SDK publisher failed ({status}):\n{}",
+        tail_file(&log, 80)
+    );
 
     // the publisher left: the subscriber sees the unpublish and the departure
     assert!(
-        sub.wait_event(Duration::from_secs(10), |e| e["type"] == "participant_disconnected"
+        sub.wait_event(Duration::from_secs(10), |e| e["type"]
+            == "participant_disconnected"
             && e["identity"] == "sdk-pub")
             .is_some(),
         "no participant_disconnected for sdk-pub"
@@ -186,28 +256,59 @@ fn subscriber_measures_media_from_the_livekit_sdk() {
 
     let video = report.video_tracks();
     let audio = report.audio_tracks();
-    assert_eq!(video.len(), 1, "one video track expected:\n{}", report.pretty());
-    assert_eq!(audio.len(), 1, "one audio track expected:\n{}", report.pretty());
+    assert_eq!(
+        video.len(),
+        1,
+        "one video track expected:\n{}",
+        report.pretty()
+    );
+    assert_eq!(
+        audio.len(),
+        1,
+        "one audio track expected:\n{}",
+        report.pretty()
+    );
     let (v, a) = (video[0], audio[0]);
 
     assert_eq!(v.participant, "sdk-pub");
     assert_eq!(v.name, "sdk-video");
     assert_eq!(v.source, "camera");
     assert_eq!(v.mime.to_lowercase(), "video/vp8");
-    assert_eq!(v.sizes, vec![(320, 240)], "decoded sizes:\n{}", report.pretty());
+    assert_eq!(
+        v.sizes,
+        vec![(320, 240)],
+        "decoded sizes:\n{}",
+        report.pretty()
+    );
     assert_eq!((v.width, v.height), (320, 240));
     // ~5 s at 20 fps; generous slack for a loaded 2-core machine (libwebrtc drops frames
     // under CPU overuse, keeping the resolution as asked)
-    assert!(v.frames >= 40 && v.frames <= 110, "video frames {}:\n{}", v.frames, report.pretty());
-    assert!(v.fps > 8.0 && v.fps < 23.0, "fps {}:\n{}", v.fps, report.pretty());
+    assert!(
+        v.frames >= 40 && v.frames <= 110,
+        "video frames {}:\n{}",
+        v.frames,
+        report.pretty()
+    );
+    assert!(
+        v.fps > 8.0 && v.fps < 23.0,
+        "fps {}:\n{}",
+        v.fps,
+        report.pretty()
+    );
     let luma = v.luma_mean.expect("luma sampled");
-    assert!((luma - 128.0).abs() < 20.0, "grey frames have mean luma near 128, got {luma}");
+    assert!(
+        (luma - 128.0).abs() < 20.0,
+        "grey frames have mean luma near 128, got {luma}"
+    );
     assert!(v.max_gap_seconds < 1.0, "gap {}", v.max_gap_seconds);
     let first = v.first_frame_seconds.expect("first frame");
     let sub_at = v.subscribed_seconds.expect("subscribed");
     assert!(first >= sub_at, "first frame before subscription?");
     assert!(v.first_frame_t_wall.is_some());
-    assert!(!v.published && !v.subscribed, "track ended with the publisher");
+    assert!(
+        !v.published && !v.subscribed,
+        "track ended with the publisher"
+    );
     assert!(v.unpublished_seconds.is_some());
 
     assert_eq!(a.participant, "sdk-pub");
@@ -215,11 +316,25 @@ fn subscriber_measures_media_from_the_livekit_sdk() {
     assert_eq!(a.source, "microphone");
     assert!(a.mime.starts_with("audio/"), "{}", a.mime);
     assert_eq!(a.sample_rate, 48000);
-    assert!(a.audio_seconds > 3.0 && a.audio_seconds < 7.0, "audio seconds {}", a.audio_seconds);
+    assert!(
+        a.audio_seconds > 3.0 && a.audio_seconds < 7.0,
+        "audio seconds {}",
+        a.audio_seconds
+    );
     assert_eq!(a.audio_frames, a.frames);
     // sine of amplitude 8000/32768: RMS ~0.17
-    assert!(a.rms > 0.08 && a.rms < 0.3, "audio rms {}:\n{}", a.rms, report.pretty());
+    assert!(
+        a.rms > 0.08 && a.rms < 0.3,
+        "audio rms {}:\n{}",
+        a.rms,
+        report.pretty()
+    );
 
     let unpublished = report.events_of("track_unpublished");
-    assert_eq!(unpublished.len(), 2, "both tracks unpublished:\n{}", report.pretty());
+    assert_eq!(
+        unpublished.len(),
+        2,
+        "both tracks unpublished:\n{}",
+        report.pretty()
+    );
 }

@@ -27,12 +27,17 @@ const DECODABLE_FORMATS: [&str; 3] = ["I420", "NV12", "YV12"];
 pub(crate) fn encoder_of(pad: &gst::Pad) -> Option<gst::Element> {
     let mut element = pad.parent_element()?;
     for _ in 0..32 {
-        let klass = element.factory().map(|f| f.metadata("klass").unwrap_or_default().to_string()).unwrap_or_default();
+        let klass = element
+            .factory()
+            .map(|f| f.metadata("klass").unwrap_or_default().to_string())
+            .unwrap_or_default();
         if klass.contains("Encoder") {
             return Some(element);
         }
         let sinks = element.sink_pads();
-        let [sink] = sinks.as_slice() else { return None };
+        let [sink] = sinks.as_slice() else {
+            return None;
+        };
         element = sink.peer()?.parent_element()?;
     }
     None
@@ -43,18 +48,29 @@ pub(crate) fn prepare_encoder(pad: &gst::Pad, codec: Codec) {
     if codec == Codec::Opus {
         return;
     }
-    let Some(encoder) = encoder_of(pad) else { return };
+    let Some(encoder) = encoder_of(pad) else {
+        return;
+    };
     if let Some(sink) = encoder.static_pad("sink") {
         narrow_input_to_420(&sink);
     }
-    let factory = encoder.factory().map(|f| f.name().to_string()).unwrap_or_default();
+    let factory = encoder
+        .factory()
+        .map(|f| f.name().to_string())
+        .unwrap_or_default();
     if factory == "x264enc" {
-        if let Some(bframes) = encoder.find_property("bframes").map(|_| encoder.property::<u32>("bframes")) {
+        if let Some(bframes) = encoder
+            .find_property("bframes")
+            .map(|_| encoder.property::<u32>("bframes"))
+        {
             if bframes == 0 {
                 // x264enc only passes explicitly set options to x264; its preset's B-frames
                 // apply otherwise. Stating the default makes it stick.
                 encoder.set_property("bframes", 0u32);
-                tracing::debug!("{}: B-frames off (WebRTC decoders cannot reorder frames)", encoder.name());
+                tracing::debug!(
+                    "{}: B-frames off (WebRTC decoders cannot reorder frames)",
+                    encoder.name()
+                );
             } else {
                 // Not a warning here: `--dry-run`'s doctor reports it with the fix.
                 tracing::debug!(
@@ -69,23 +85,31 @@ pub(crate) fn prepare_encoder(pad: &gst::Pad, codec: Codec) {
 /// Answer the encoder's caps queries with 8-bit 4:2:0 formats first, or only, when upstream
 /// (the query's filter) allows one.
 fn narrow_input_to_420(sink: &gst::Pad) {
-    let decodable = gst::Caps::builder("video/x-raw").field("format", gst::List::new(DECODABLE_FORMATS)).build();
-    sink.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM | gst::PadProbeType::PULL, move |_, info| {
-        if let Some(query) = info.query_mut() {
-            if let gst::QueryViewMut::Caps(q) = query.view_mut() {
-                let Some(result) = q.result_owned() else { return gst::PadProbeReturn::Ok };
-                let narrowed = result.intersect_with_mode(&decodable, gst::CapsIntersectMode::First);
-                let allowed = match q.filter_owned() {
-                    Some(filter) => !narrowed.intersect(&filter).is_empty(),
-                    None => true,
-                };
-                if !narrowed.is_empty() && allowed {
-                    q.set_result(&narrowed);
+    let decodable = gst::Caps::builder("video/x-raw")
+        .field("format", gst::List::new(DECODABLE_FORMATS))
+        .build();
+    sink.add_probe(
+        gst::PadProbeType::QUERY_DOWNSTREAM | gst::PadProbeType::PULL,
+        move |_, info| {
+            if let Some(query) = info.query_mut() {
+                if let gst::QueryViewMut::Caps(q) = query.view_mut() {
+                    let Some(result) = q.result_owned() else {
+                        return gst::PadProbeReturn::Ok;
+                    };
+                    let narrowed =
+                        result.intersect_with_mode(&decodable, gst::CapsIntersectMode::First);
+                    let allowed = match q.filter_owned() {
+                        Some(filter) => !narrowed.intersect(&filter).is_empty(),
+                        None => true,
+                    };
+                    if !narrowed.is_empty() && allowed {
+                        q.set_result(&narrowed);
+                    }
                 }
             }
-        }
-        gst::PadProbeReturn::Ok
-    });
+            gst::PadProbeReturn::Ok
+        },
+    );
 }
 
 /// Rewrite caps strings that end a branch (`… ! video/x-h264,profile=main` followed by the end
@@ -97,7 +121,9 @@ pub(crate) fn trailing_caps_to_capsfilter(description: &str) -> String {
         return description.to_string();
     }
     let is_caps = |t: &str| {
-        ["video/", "audio/", "image/", "application/", "text/"].iter().any(|p| t.starts_with(p))
+        ["video/", "audio/", "image/", "application/", "text/"]
+            .iter()
+            .any(|p| t.starts_with(p))
     };
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
@@ -111,7 +137,9 @@ pub(crate) fn trailing_caps_to_capsfilter(description: &str) -> String {
                 j += 1;
                 caps.push_str(tokens[j]);
             }
-            let followed_by_link = tokens.get(j + 1).is_some_and(|n| *n == "!" || n.starts_with('!'));
+            let followed_by_link = tokens
+                .get(j + 1)
+                .is_some_and(|n| *n == "!" || n.starts_with('!'));
             if !followed_by_link {
                 out.push(format!("capsfilter caps=\"{caps}\""));
                 i = j + 1;

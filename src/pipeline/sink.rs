@@ -181,7 +181,10 @@ impl Shared {
                     .and_then(|p| p.upgrade())
                     .and_then(|p| p.peer())
                     .and_then(|peer| super::browser::encoder_of(&peer))
-                    .filter(|e| e.find_property("dtx").is_some_and(|p| p.value_type() == bool::static_type()))
+                    .filter(|e| {
+                        e.find_property("dtx")
+                            .is_some_and(|p| p.value_type() == bool::static_type())
+                    })
                     .map(|e| e.property::<bool>("dtx"));
             }
             slot.output.caps = caps::short_caps(caps, Some(codec));

@@ -98,7 +98,9 @@ fn keep_logs() -> bool {
 
 /// Last `n` lines of a text file (empty if unreadable).
 pub fn tail_file(path: &Path, n: usize) -> String {
-    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     tail_str(&text, n)
 }
 
@@ -200,13 +202,23 @@ impl ChildGuard {
     pub fn spawn(name: &str, mut cmd: Command) -> ChildGuard {
         cmd.stdin(Stdio::null());
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        ChildGuard { name: name.to_string(), child, status: None }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
+        ChildGuard {
+            name: name.to_string(),
+            child,
+            status: None,
+        }
     }
 
     /// Spawn with stdout and stderr appended to `log`.
     pub fn spawn_logged(name: &str, mut cmd: Command, log: &Path) -> ChildGuard {
-        let f = OpenOptions::new().create(true).append(true).open(log).expect("open log file");
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
         let f2 = f.try_clone().expect("clone log file");
         cmd.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
         Self::spawn(name, cmd)
@@ -381,8 +393,9 @@ impl LiveKitServer {
         let udp_port = free_port();
         let mut rng = rand::rng();
         let api_key = format!("APItest{:08x}", rng.random::<u32>());
-        let api_secret: String =
-            (0..40).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect();
+        let api_secret: String = (0..40)
+            .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap())
+            .collect();
 
         let mut yaml = String::new();
         yaml.push_str(&format!("port: {port}\n"));
@@ -433,7 +446,9 @@ impl LiveKitServer {
 
     fn spawn_and_wait(&mut self) {
         let mut cmd = Command::new(livekit_server_bin());
-        cmd.arg("--config").arg(&self.config_path).current_dir(&self.dir_path);
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .current_dir(&self.dir_path);
         // keep the environment from adding config (LIVEKIT_KEYS etc. override the file)
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("LIVEKIT_") {
@@ -441,12 +456,20 @@ impl LiveKitServer {
             }
         }
         let _ = writeln!(
-            OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log"),
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+                .expect("open log"),
             "=== harness: starting livekit-server on 127.0.0.1:{} (udp {})",
             self.port,
             self.udp_port
         );
-        self.child = Some(ChildGuard::spawn_logged("livekit-server", cmd, &self.log_path));
+        self.child = Some(ChildGuard::spawn_logged(
+            "livekit-server",
+            cmd,
+            &self.log_path,
+        ));
         self.paused = false;
         let deadline = Instant::now() + SERVER_READY_TIMEOUT;
         loop {
@@ -501,7 +524,9 @@ impl LiveKitServer {
     }
     /// The server's log so far.
     pub fn log(&self) -> String {
-        fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
     /// The temp dir holding config and logs (also handy for a test's own files).
     pub fn dir(&self) -> &Path {
@@ -509,7 +534,10 @@ impl LiveKitServer {
     }
     /// Pid of the running server; panics if it is stopped.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("livekit-server is not running").pid()
+        self.child
+            .as_ref()
+            .expect("livekit-server is not running")
+            .pid()
     }
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.is_running())
@@ -558,7 +586,11 @@ impl LiveKitServer {
         c.signal("STOP");
         let pid = c.pid();
         self.paused = true;
-        if wait_until(Duration::from_secs(5), || all_threads_stopped(pid).then_some(())).is_none() {
+        if wait_until(Duration::from_secs(5), || {
+            all_threads_stopped(pid).then_some(())
+        })
+        .is_none()
+        {
             eprintln!("harness: livekit-server {pid} not fully stopped 5 s after SIGSTOP");
         }
     }
@@ -569,7 +601,9 @@ impl LiveKitServer {
         c.signal("CONT");
         let pid = c.pid();
         self.paused = false;
-        let _ = wait_until(Duration::from_secs(5), || (!all_threads_stopped(pid)).then_some(()));
+        let _ = wait_until(Duration::from_secs(5), || {
+            (!all_threads_stopped(pid)).then_some(())
+        });
     }
 }
 
@@ -594,12 +628,18 @@ impl Drop for LiveKitServer {
 
 /// Every thread of `pid` is in state T (stopped) according to /proc.
 pub fn all_threads_stopped(pid: u32) -> bool {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
     let mut any = false;
     for e in dir.flatten() {
-        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else { continue };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         // "tid (comm) S ...": the state follows the last ')'
-        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
         match state {
             Some('T') | Some('t') => any = true,
             _ => return false,
@@ -614,7 +654,11 @@ pub fn http_get_status(port: u16, path: &str, timeout: Duration) -> Option<u16> 
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(timeout)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).ok()?;
     // "HTTP/1.0 200 OK"
@@ -626,7 +670,14 @@ pub fn http_get_status(port: u16, path: &str, timeout: Duration) -> Option<u16> 
 
 /// A join token for `room` signed with the server's key: canPublish, and canSubscribe as asked.
 pub fn token(server: &LiveKitServer, room: &str, identity: &str, can_subscribe: bool) -> String {
-    token_with(server.api_key(), server.api_secret(), room, identity, true, can_subscribe)
+    token_with(
+        server.api_key(),
+        server.api_secret(),
+        room,
+        identity,
+        true,
+        can_subscribe,
+    )
 }
 
 /// A join token with explicit key/secret and grants.
@@ -681,18 +732,39 @@ impl Subscriber {
     /// Start `subscriber.py --url .. --api-key .. --api-secret .. --room ROOM --print-events ARGS`.
     /// `args` are passed through, e.g. `&["--duration", "6", "--wait-tracks", "2"]`.
     pub fn spawn(server: &LiveKitServer, room: &str, args: &[&str]) -> Subscriber {
-        Self::spawn_with(&server.url(), server.api_key(), server.api_secret(), room, args)
+        Self::spawn_with(
+            &server.url(),
+            server.api_key(),
+            server.api_secret(),
+            room,
+            args,
+        )
     }
 
     /// Same with explicit url/key/secret (e.g. a wrong secret).
-    pub fn spawn_with(url: &str, api_key: &str, api_secret: &str, room: &str, args: &[&str]) -> Subscriber {
+    pub fn spawn_with(
+        url: &str,
+        api_key: &str,
+        api_secret: &str,
+        room: &str,
+        args: &[&str],
+    ) -> Subscriber {
         let py = subscriber_python();
         let dir = test_dir("sub");
         let log_path = dir.path().join("subscriber.log");
         let mut cmd = Command::new(py);
         cmd.arg("-u")
             .arg(subscriber_script())
-            .args(["--url", url, "--api-key", api_key, "--api-secret", api_secret, "--room", room])
+            .args([
+                "--url",
+                url,
+                "--api-key",
+                api_key,
+                "--api-secret",
+                api_secret,
+                "--room",
+                room,
+            ])
             .arg("--print-events")
             .args(args)
             .env("PYTHONUNBUFFERED", "1")
@@ -729,7 +801,9 @@ impl Subscriber {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(default)
         };
-        let timeout = Duration::from_secs_f64(num("--duration", 10.0) + num("--connect-timeout", 10.0) + 30.0);
+        let timeout = Duration::from_secs_f64(
+            num("--duration", 10.0) + num("--connect-timeout", 10.0) + 30.0,
+        );
         Subscriber {
             guard,
             stdout: Some(stdout),
@@ -754,14 +828,21 @@ impl Subscriber {
 
     /// Block until an event matching `pred` arrives (or was already seen); None on timeout or
     /// when the subscriber ended first.
-    pub fn wait_event(&mut self, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Option<Value> {
+    pub fn wait_event(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
         if let Some(v) = self.seen.iter().find(|v| pred(v)) {
             return Some(v.clone());
         }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left.min(Duration::from_millis(200))) {
+            match self
+                .events
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 Ok(v) => {
                     self.seen.push(v.clone());
                     if pred(&v) {
@@ -821,7 +902,11 @@ impl Subscriber {
                 tail_str(&stderr, 40)
             ));
         };
-        let Some(line) = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
+        let Some(line) = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+        else {
             return Err(format!(
                 "subscriber ended ({status}) without a report{}\nstdout: {stdout:?}\nstderr:\n{}",
                 diagnose_crash(&stderr),
@@ -846,7 +931,11 @@ fn diagnose_crash(stderr: &str) -> String {
     let Some(i) = lines.iter().position(|l| l.contains("panicked at")) else {
         return String::new();
     };
-    let what = format!("{} {}", lines[i].trim(), lines.get(i + 1).map(|l| l.trim()).unwrap_or(""));
+    let what = format!(
+        "{} {}",
+        lines[i].trim(),
+        lines.get(i + 1).map(|l| l.trim()).unwrap_or("")
+    );
     let hint = if what.contains("video_frame.rs") {
         " — the SDK could not map a decoded video frame's buffer type (it handles 8-bit \
          I420/I420A/I422/I444, I010 and NV12): the publisher sent video a libwebrtc receiver \
@@ -854,7 +943,10 @@ fn diagnose_crash(stderr: &str) -> String {
     } else {
         ""
     };
-    let seen: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("EVENT ")).collect();
+    let seen: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("EVENT "))
+        .collect();
     format!(
         ": the LiveKit SDK's native code crashed: {what}{hint}\nlast events: {}",
         seen[seen.len().saturating_sub(5)..].join("\n  ")
@@ -865,11 +957,17 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         self.guard.kill();
         if thread::panicking() {
-            eprintln!("--- subscriber stderr tail:\n{}\n---", tail_str(&self.stderr(), 30));
+            eprintln!(
+                "--- subscriber stderr tail:\n{}\n---",
+                tail_str(&self.stderr(), 30)
+            );
         }
         if keep_logs() {
             if let Some(d) = self._dir.take() {
-                eprintln!("harness: kept subscriber log {}", d.keep().join("subscriber.log").display());
+                eprintln!(
+                    "harness: kept subscriber log {}",
+                    d.keep().join("subscriber.log").display()
+                );
             }
         }
     }
@@ -918,7 +1016,10 @@ impl SubscriberReport {
         self.tracks.iter().find(|t| t.sid == sid)
     }
     pub fn tracks_of(&self, identity: &str) -> Vec<&TrackReport> {
-        self.tracks.iter().filter(|t| t.participant == identity).collect()
+        self.tracks
+            .iter()
+            .filter(|t| t.participant == identity)
+            .collect()
     }
     /// Events of one type, in order.
     pub fn events_of(&self, ty: &str) -> Vec<&Value> {
@@ -1043,11 +1144,23 @@ impl Publisher {
         let started_wall = unix_now();
         let started = Instant::now();
         let guard = ChildGuard::spawn_logged("gstreamer-publisher", cmd, &log_path);
-        Publisher { guard, log_path, _dir: Some(dir), started, started_wall }
+        Publisher {
+            guard,
+            log_path,
+            _dir: Some(dir),
+            started,
+            started_wall,
+        }
     }
 
     /// Publish `pipeline` into `room` as `identity` (token minted for the server's keys).
-    pub fn start(server: &LiveKitServer, room: &str, identity: &str, pipeline: &str, extra: &[&str]) -> Publisher {
+    pub fn start(
+        server: &LiveKitServer,
+        room: &str,
+        identity: &str,
+        pipeline: &str,
+        extra: &[&str],
+    ) -> Publisher {
         let tok = token(server, room, identity, false);
         Self::spawn(publisher_command(&server.url(), &tok, extra, pipeline))
     }
@@ -1066,7 +1179,9 @@ impl Publisher {
         &self.log_path
     }
     pub fn log(&self) -> String {
-        fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
     pub fn is_running(&mut self) -> bool {
         self.guard.is_running()
@@ -1098,18 +1213,28 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.guard.kill();
         if thread::panicking() {
-            eprintln!("--- publisher log tail ({}):\n{}\n---", self.log_path.display(), tail_file(&self.log_path, 40));
+            eprintln!(
+                "--- publisher log tail ({}):\n{}\n---",
+                self.log_path.display(),
+                tail_file(&self.log_path, 40)
+            );
         }
         if keep_logs() || thread::panicking() {
             if let Some(d) = self._dir.take() {
-                eprintln!("harness: kept publisher log {}", d.keep().join("publisher.log").display());
+                eprintln!(
+                    "harness: kept publisher log {}",
+                    d.keep().join("publisher.log").display()
+                );
             }
         }
     }
 }
 
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// Poll `f` every 20 ms until it returns Some, or None after `timeout`.
