@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::media::{Frame, PipelineEvent};
 use crate::pipeline::{self, Pipeline};
 use crate::rtc::{Datagram, Peer, PeerEvent};
-use crate::session::{Action, Input, Pc, Session, SessionConfig, StopSource};
+use crate::session::{Action, Input, Pc, Session, SessionConfig};
 use crate::signal::{self, SignalEvent, SignalLink};
 use crate::stats::Stats;
 use std::io::Write as _;
@@ -79,7 +79,7 @@ impl Clock {
 }
 
 /// Run until the session ends. Returns the session's result.
-pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> Result<()> {
+pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<()>) -> Result<()> {
     let mut stops = stops;
     let credentials = config
         .credentials
@@ -316,8 +316,8 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
         tokio::select! {
             biased;
             stop = stops.recv() => {
-                if let Some(source) = stop {
-                    session.handle(Instant::now(), Input::Stop(source));
+                if stop.is_some() {
+                    session.handle(Instant::now(), Input::Stop);
                 }
             }
             res = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
@@ -360,14 +360,13 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<StopSource>) -> 
             frame = frames_rx.recv() => {
                 if let Some(frame) = frame {
                     let now = Instant::now();
+                    let codec_rate = session.clock_rate(frame.output).unwrap_or(90_000) as u128;
                     if let Some(mid) = session.route_frame(frame.output, frame.keyframe) {
-                        let mid = mid.to_string();
                         if let Some(p) = publisher.as_mut() {
                             let wallclock = clock.wallclock(now, frame.running_time);
-                            let codec_rate = session.clock_rate(frame.output).unwrap_or(90_000) as u128;
                             let ticks = (frame.running_time.as_nanos() * codec_rate / 1_000_000_000) as u64;
                             let bytes = frame.data.len();
-                            p.write(now, &mid, wallclock, ticks, frame.data);
+                            p.write(mid, wallclock, ticks, frame.data);
                             p.drain_into_tagged(Pc::Publisher, &mut peer_events);
                             stats.frame_sent(frame.output, bytes, frame.keyframe, frame.captured.elapsed());
                         }

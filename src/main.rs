@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use gstreamer_publisher::cli::{self, Parsed};
 use gstreamer_publisher::error::exit;
-use gstreamer_publisher::session::StopSource;
 use tokio::sync::mpsc;
 
 fn main() -> ExitCode {
@@ -78,7 +77,7 @@ fn main() -> ExitCode {
 }
 
 /// SIGINT/SIGTERM ask the session to leave cleanly; a second one ends the process at once.
-async fn watch_signals(stop: mpsc::UnboundedSender<StopSource>) {
+async fn watch_signals(stop: mpsc::UnboundedSender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -96,7 +95,7 @@ async fn watch_signals(stop: mpsc::UnboundedSender<StopSource>) {
         count += 1;
         if count == 1 {
             tracing::info!("stopping (press Ctrl-C again to quit at once)");
-            let _ = stop.send(StopSource::Signal);
+            let _ = stop.send(());
         } else {
             eprintln!("error: stopped at once by a second signal");
             std::process::exit(exit::FORCED);

@@ -229,10 +229,6 @@ impl Peer {
         })
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     pub fn next_timeout(&self) -> Instant {
         self.next_timeout
     }
@@ -340,14 +336,7 @@ impl Peer {
     }
 
     /// Write one encoded frame on `mid`.
-    pub fn write(
-        &mut self,
-        now: Instant,
-        mid: &str,
-        wallclock: Instant,
-        rtp_ticks: u64,
-        data: Arc<[u8]>,
-    ) {
+    pub fn write(&mut self, mid: &str, wallclock: Instant, rtp_ticks: u64, data: Arc<[u8]>) {
         let mid = Mid::from(mid);
         let Some(pt) = self.pt_for(mid) else {
             tracing::debug!(%mid, "no payload type negotiated yet; frame dropped");
@@ -367,7 +356,7 @@ impl Peer {
         if let Err(e) = writer.write(pt, wallclock, MediaTime::new(rtp_ticks, freq), data) {
             tracing::debug!(%mid, "write failed: {e}");
         }
-        self.drain(now);
+        self.drain();
     }
 
     fn pt_for(&mut self, mid: Mid) -> Option<Pt> {
@@ -438,13 +427,15 @@ impl Peer {
 
     /// After SDP changes: str0m's ICE agent needs one timeout to start checking.
     fn kick(&mut self, now: Instant) {
-        self.drain(now);
+        self.drain();
         self.handle_timeout(now);
+        // Every mutation is followed by a full drain (str0m's single-mutation invariant).
+        self.drain();
     }
 
     /// Drain str0m's output after one of our own mutations; its events wait in `pending`
     /// for the next [`Peer::drain_into_tagged`], so none is lost.
-    fn drain(&mut self, _now: Instant) {
+    fn drain(&mut self) {
         let mut events = std::mem::take(&mut self.pending);
         self.drain_into(&mut events);
         self.pending = events;

@@ -54,13 +54,6 @@ pub struct Resume {
     pub reason: i32,
 }
 
-/// Who asked us to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopSource {
-    Signal,
-    PipelineEos,
-}
-
 /// A media section the publisher must add to its next offer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMedia {
@@ -163,7 +156,7 @@ pub enum Input {
     /// From the pipeline driver.
     Pipeline(PipelineEvent),
     /// Stop: SIGINT/SIGTERM.
-    Stop(StopSource),
+    Stop,
     /// Time passed; drives timeouts and keep-alive.
     Tick,
 }
@@ -213,8 +206,6 @@ struct Track {
     /// Video: drop frames until a keyframe after going live.
     awaiting_keyframe: bool,
     last_keyframe_request: Option<Instant>,
-    /// Set once a frame was actually routed to the network.
-    sent_any: bool,
     /// The track went live (announced, first keyframe asked for).
     announced_live: bool,
 }
@@ -379,16 +370,6 @@ impl Session {
         self.phase == Phase::Done
     }
 
-    /// The latest token the server gave us for reconnects.
-    pub fn refresh_token(&self) -> Option<&str> {
-        self.refresh_token.as_deref()
-    }
-
-    /// The participant sid from the join response.
-    pub fn participant_sid(&self) -> Option<&str> {
-        self.participant_sid.as_deref()
-    }
-
     /// When the core next needs a [`Input::Tick`] (at the latest).
     pub fn next_deadline(&self) -> Instant {
         let mut t = self.now + Duration::from_millis(500);
@@ -419,7 +400,6 @@ impl Session {
             }
             track.awaiting_keyframe = false;
         }
-        track.sent_any = true;
         Some(mid.as_str())
     }
 
@@ -497,7 +477,7 @@ impl Session {
                 }
             }
             Input::Pipeline(ev) => self.on_pipeline(ev),
-            Input::Stop(_) => self.leave(Ok(())),
+            Input::Stop => self.leave(Ok(())),
             Input::Tick => self.on_tick(),
         }
     }
@@ -914,7 +894,6 @@ impl Session {
                         state: TrackState::Found,
                         awaiting_keyframe: false,
                         last_keyframe_request: None,
-                        sent_any: false,
                         announced_live: false,
                     },
                 );
@@ -1104,7 +1083,6 @@ impl Session {
             }
             track.awaiting_keyframe = false;
             track.announced_live = false;
-            track.sent_any = false;
         }
         self.neg = Negotiation {
             next_id: 1,
@@ -1344,14 +1322,18 @@ mod tests {
         }
     }
 
-    fn add_track_cids(actions: &[Action]) -> Vec<String> {
+    fn add_tracks(actions: &[Action]) -> Vec<proto::AddTrackRequest> {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Signal(Req::AddTrack(t)) => Some(t.cid.clone()),
+                Action::Signal(Req::AddTrack(t)) => Some(t.clone()),
                 _ => None,
             })
             .collect()
+    }
+
+    fn add_track_cids(actions: &[Action]) -> Vec<String> {
+        add_tracks(actions).into_iter().map(|t| t.cid).collect()
     }
 
     fn offers(actions: &[Action]) -> Vec<OfferChanges> {
@@ -1542,7 +1524,7 @@ mod tests {
     fn stop_during_connect_exits_cleanly_without_a_leave() {
         let mut h = Harness::new();
         h.added(0, Codec::H264);
-        let a = h.feed(Input::Stop(StopSource::Signal));
+        let a = h.feed(Input::Stop);
         assert!(!sent_leave(&a));
         assert!(a.contains(&Action::StopPipeline));
         assert_eq!(exit_of(&a), Some(Ok(())));
@@ -1555,12 +1537,11 @@ mod tests {
     fn stop_requested_twice_and_from_two_sources() {
         let mut h = Harness::new();
         live_video(&mut h);
-        let a = h.feed(Input::Stop(StopSource::Signal));
+        let a = h.feed(Input::Stop);
         assert!(sent_leave(&a));
         assert_eq!(exit_of(&a), Some(Ok(())));
-        assert!(h.feed(Input::Stop(StopSource::Signal)).is_empty());
+        assert!(h.feed(Input::Stop).is_empty());
         assert!(h.feed(Input::Pipeline(PipelineEvent::Eos)).is_empty());
-        assert!(h.feed(Input::Stop(StopSource::PipelineEos)).is_empty());
     }
 
     #[test]
@@ -1801,7 +1782,7 @@ mod tests {
         let mut h = Harness::new();
         live_video(&mut h);
         h.feed(Input::SignalClosed("gone".into()));
-        let a = h.feed(Input::Stop(StopSource::Signal));
+        let a = h.feed(Input::Stop);
         assert!(!sent_leave(&a), "no link to send it on");
         assert_eq!(exit_of(&a), Some(Ok(())));
     }
@@ -1917,13 +1898,7 @@ mod tests {
         o.format.channels = Some(2);
         o.format.opus_dtx = Some(false);
         let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
-        let req = a
-            .iter()
-            .find_map(|x| match x {
-                Action::Signal(Req::AddTrack(t)) => Some(t.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let req = add_tracks(&a).pop().unwrap();
         assert!(req
             .audio_features
             .contains(&(proto::AudioTrackFeature::TfStereo as i32)));
@@ -1933,13 +1908,7 @@ mod tests {
         let mut o = output(1, Codec::Opus);
         o.format.opus_dtx = Some(true);
         let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
-        let req = a
-            .iter()
-            .find_map(|x| match x {
-                Action::Signal(Req::AddTrack(t)) => Some(t.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let req = add_tracks(&a).pop().unwrap();
         assert!(
             req.audio_features.is_empty(),
             "mono with DTX: {:?}",
