@@ -1918,6 +1918,39 @@ mod tests {
     }
 
     #[test]
+    fn delay_holds_publishing_but_not_joining() {
+        let now = Instant::now();
+        let config = SessionConfig {
+            publish_delay: Duration::from_secs(2),
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(config, now, 1);
+        let mut h = Harness {
+            s: {
+                s.poll_action();
+                s
+            },
+            now,
+        };
+        h.added(0, Codec::Vp8);
+        let a = h.join();
+        assert!(
+            add_track_cids(&a).is_empty(),
+            "nothing published during --delay: {a:?}"
+        );
+        assert_eq!(
+            offers(&a).len(),
+            1,
+            "the connection itself is set up at once"
+        );
+        h.at(1_000);
+        assert!(add_track_cids(&h.feed(Input::Tick)).is_empty());
+        h.at(1_100);
+        assert_eq!(add_track_cids(&h.feed(Input::Tick)).len(), 1);
+        assert!(h.s.next_deadline() <= h.now + Duration::from_millis(500));
+    }
+
+    #[test]
     fn cids_are_fresh_per_publication() {
         let mut h = Harness::new();
         h.join();
