@@ -1,9 +1,15 @@
 //! `gstreamer-publisher`: publish a GStreamer pipeline's encoded outputs into a LiveKit room.
 
-use std::process::ExitCode;
+mod app;
+mod cli;
+mod report;
 
-use gstreamer_publisher::cli::{self, Parsed};
-use gstreamer_publisher::error::exit;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use cli::Parsed;
+use gstreamer_publisher::error::{exit, Error};
+use gstreamer_publisher::redact::Redactor;
 use tokio::sync::mpsc;
 
 fn main() -> ExitCode {
@@ -18,15 +24,36 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    init_logging(config.verbose, config.quiet);
+    // Every line we print passes through this: the user's token and secret, and anything
+    // shaped like a token (servers echo them), are masked.
+    let redactor = Arc::new(Redactor::new(config.secrets()));
+    init_logging(
+        config.verbose,
+        config.quiet,
+        config.log_json,
+        Arc::clone(&redactor),
+    );
+    let fail = |e: Error| {
+        eprintln!("error: {}", redactor.redact(&e.to_string()));
+        ExitCode::from(e.exit_code() as u8)
+    };
+
+    if let Some(link) = config.viewer_link() {
+        match link {
+            // Asked for: the one place a token is printed, a subscribe-only one, on stdout.
+            Ok(text) => {
+                print!("{text}");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => return fail(e),
+        }
+    }
 
     if config.dry_run {
-        return match gstreamer_publisher::app::dry_run(&config) {
+        return match app::dry_run(&config) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(e.exit_code() as u8)
-            }
+            Err(e) => fail(e),
         };
     }
 
@@ -40,23 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::RUNTIME as u8);
         }
     };
-    // Signals are watched on a thread of their own, so that a second SIGINT ends the process
-    // at once even while the run loop is busy (e.g. waiting for the pipeline to stop).
-    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
-    let watcher = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    match watcher {
-        Ok(rt) => {
-            let spawned = std::thread::Builder::new()
-                .name("signals".into())
-                .spawn(move || rt.block_on(watch_signals(stop_tx)));
-            if spawned.is_err() {
-                eprintln!("warning: cannot watch SIGINT/SIGTERM");
-            }
-        }
-        Err(_) => eprintln!("warning: cannot watch SIGINT/SIGTERM"),
-    }
+    let stop_rx = spawn_signal_watcher();
     let result = runtime.block_on(async move {
         if !config.delay.is_zero() {
             tracing::info!(
@@ -64,16 +75,33 @@ fn main() -> ExitCode {
                 config.delay.as_secs_f64()
             );
         }
-        gstreamer_publisher::app::run(config, stop_rx).await
+        app::run(config, stop_rx).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
-        }
+        Err(e) => fail(e),
     }
+}
+
+/// Signals are watched on a thread of their own, so that a second SIGINT ends the process at
+/// once even while the run loop is busy (e.g. waiting for the pipeline to stop). The first
+/// one arrives on the returned channel.
+fn spawn_signal_watcher() -> mpsc::UnboundedReceiver<()> {
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let spawned = watcher.ok().and_then(|rt| {
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || rt.block_on(watch_signals(stop_tx)))
+            .ok()
+    });
+    if spawned.is_none() {
+        eprintln!("warning: cannot watch SIGINT/SIGTERM");
+    }
+    stop_rx
 }
 
 /// SIGINT/SIGTERM ask the session to leave cleanly; a second one ends the process at once.
@@ -103,7 +131,7 @@ async fn watch_signals(stop: mpsc::UnboundedSender<()>) {
     }
 }
 
-fn init_logging(verbose: bool, quiet: bool) {
+fn init_logging(verbose: bool, quiet: bool, json: bool, redactor: Arc<Redactor>) {
     use tracing_subscriber::EnvFilter;
     let default = if quiet {
         "error"
@@ -115,10 +143,54 @@ fn init_logging(verbose: bool, quiet: bool) {
     let filter =
         EnvFilter::try_from_env("GST_PUBLISHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_writer(RedactingStderr(redactor))
+        .with_target(false);
+    if json {
+        // One JSON object per line, for journald and log shippers.
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Log lines go to stderr through the [`Redactor`], one event at a time.
+#[derive(Clone)]
+struct RedactingStderr(Arc<Redactor>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingLine;
+    fn make_writer(&'a self) -> RedactingLine {
+        RedactingLine {
+            redactor: Arc::clone(&self.0),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// Collects one formatted event and writes it, redacted, when dropped.
+struct RedactingLine {
+    redactor: Arc<Redactor>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for RedactingLine {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactingLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr().lock(),
+            self.redactor.redact(&text).as_bytes(),
+        );
+    }
 }

@@ -18,9 +18,47 @@ impl fmt::Display for OutputId {
     }
 }
 
+/// A track's local id: `AddTrackRequest.cid`, and the msid track id of its media section,
+/// which is how the server matches the two. Fresh for every publication.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrackCid(String);
+
+/// The server's id of a published track (`TR_…`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TrackSid(String);
+
+macro_rules! string_id {
+    ($t:ident) => {
+        impl $t {
+            /// An id from its text.
+            pub fn new(id: impl Into<String>) -> $t {
+                $t(id.into())
+            }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+string_id!(TrackCid);
+string_id!(TrackSid);
+
+/// The H.264 profiles browsers decode, as GStreamer names them in caps. The appsink accepts
+/// only these, the doctor warns about others, and the tests check against this list.
+pub const BROWSER_H264_PROFILES: [&str; 4] = ["constrained-baseline", "baseline", "main", "high"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Audio or video.
 pub enum MediaKind {
+    /// Audio (Opus).
     Audio,
+    /// Video (H.264, VP8, VP9, AV1).
     Video,
 }
 
@@ -36,14 +74,20 @@ impl fmt::Display for MediaKind {
 /// The codecs we can publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
+    /// H.264 (Annex B access units).
     H264,
+    /// VP8.
     Vp8,
+    /// VP9 (profile 0).
     Vp9,
+    /// AV1 (low-overhead OBUs).
     Av1,
+    /// Opus.
     Opus,
 }
 
 impl Codec {
+    /// Audio for Opus, video otherwise.
     pub fn kind(self) -> MediaKind {
         match self {
             Codec::Opus => MediaKind::Audio,
@@ -92,11 +136,15 @@ impl fmt::Display for Codec {
 /// (a sometimes-pad or an unfixed caps query may not tell them yet).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamFormat {
+    /// Picture width in pixels.
     pub width: Option<u32>,
+    /// Picture height in pixels.
     pub height: Option<u32>,
     /// Frames per second as (numerator, denominator).
     pub framerate: Option<(i32, i32)>,
+    /// Audio sample rate (Hz).
     pub sample_rate: Option<u32>,
+    /// Audio channels.
     pub channels: Option<u32>,
     /// H.264 only: the caps' `profile` field (e.g. "constrained-baseline", "high").
     pub h264_profile: Option<String>,
@@ -104,24 +152,39 @@ pub struct StreamFormat {
     pub h264_profile_level_id: Option<String>,
     /// Opus only: whether the encoder uses discontinuous transmission (opusenc `dtx`).
     pub opus_dtx: Option<bool>,
+    /// The target bitrate configured on the output's encoder (bit/s), when it has one and
+    /// tells it.
+    pub encoder_bitrate: Option<u64>,
+    /// The output's encoder takes a new target bitrate while running (congestion control).
+    pub adaptable: bool,
+    /// The output's encoder makes a keyframe when asked (a force-key-unit event); without
+    /// one (a file, a camera's own stream) frames flow from the moment the track is live and
+    /// a viewer's request waits for the stream's next keyframe.
+    pub keyframes_on_request: bool,
 }
 
 /// One encoded output of the pipeline: an unconnected source pad we publish as a track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
+    /// Its id, never reused.
     pub id: OutputId,
     /// Name of the element that owns the pad (`name=` in the pipeline, or GStreamer's
     /// default such as `x264enc0`).
     pub element: String,
     /// Name of the pad, e.g. `src` or `video_0`.
     pub pad: String,
+    /// Its codec.
     pub codec: Codec,
+    /// What its caps tell of the stream.
     pub format: StreamFormat,
     /// Caps as GStreamer prints them, for `--dry-run` and messages.
     pub caps: String,
+    /// Its name, source and bitrate bounds (from `--track`, or the library's `TrackSpec`).
+    pub settings: TrackSettings,
 }
 
 impl Output {
+    /// Audio or video, by codec.
     pub fn kind(&self) -> MediaKind {
         self.codec.kind()
     }
@@ -130,6 +193,7 @@ impl Output {
 /// One encoded frame from an output.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// The output it came from.
     pub output: OutputId,
     /// Running time of the buffer (PTS through the segment): one clock for all outputs, so
     /// RTP timestamps derived from it keep audio and video in sync.
@@ -155,6 +219,12 @@ pub enum PipelineEvent {
     OutputAdded(Output),
     /// An output's negotiated caps changed (e.g. resolution); carries the new description.
     OutputChanged(Output),
+    /// The pipeline is playing; `live` when a source is live (paced by itself).
+    /// `live`: a source is live (paced by itself).
+    Started {
+        /// A source is live (paced by itself).
+        live: bool,
+    },
     /// One output reached end-of-stream.
     OutputEos(OutputId),
     /// The whole pipeline reached end-of-stream.
@@ -166,13 +236,18 @@ pub enum PipelineEvent {
 /// What a subscriber is told a track is (LiveKit's TrackSource).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
+    /// A camera.
     Camera,
+    /// A microphone.
     Microphone,
+    /// A screen share.
     ScreenShare,
+    /// A screen share's audio.
     ScreenShareAudio,
 }
 
 impl Source {
+    /// Parse `camera`, `microphone` (`mic`), `screen_share` (`screen`), `screen_share_audio`.
     pub fn parse(text: &str) -> Option<Source> {
         match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "camera" => Some(Source::Camera),
@@ -194,19 +269,36 @@ impl Source {
     }
 }
 
-/// `--track SELECTOR=name:NAME,source:SOURCE`: how one output is presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackSpec {
-    /// An element name (`cam`) or `element.pad` (`demux.video_0`).
-    pub selector: String,
+/// How one track is presented and paced: its name and source in the room, and the bounds of
+/// its target bitrate. Every field is optional; the defaults are the output's name, camera or
+/// microphone by kind, and the publisher's `min_bitrate`/`max_bitrate`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrackSettings {
+    /// The track's name in the room.
     pub name: Option<String>,
+    /// What subscribers are told the track is.
     pub source: Option<Source>,
+    /// The lowest target bitrate (bit/s) congestion control gives this track.
+    pub min_bitrate: Option<u64>,
+    /// The highest target bitrate (bit/s).
+    pub max_bitrate: Option<u64>,
+    /// Its weight when tracks share the link (default 1).
+    pub share: Option<f64>,
 }
 
-impl TrackSpec {
+/// `--track SELECTOR=name:NAME,source:SOURCE,…`: the settings of the outputs `selector` selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackOption {
+    /// An element name (`cam`) or `element.pad` (`demux.video_0`).
+    pub selector: String,
+    /// The settings it gives.
+    pub settings: TrackSettings,
+}
+
+impl TrackOption {
     /// Parse `SELECTOR=name:NAME,source:SOURCE` (either key may be left out).
-    pub fn parse(text: &str) -> Result<TrackSpec, String> {
-        let usage = "expected SELECTOR=name:NAME,source:SOURCE, e.g. `--track cam=name:Camera,source:camera`";
+    pub fn parse(text: &str) -> Result<TrackOption, String> {
+        let usage = "expected SELECTOR=KEY:VALUE,… with keys name, source, min, max, share, e.g. `--track cam=name:Camera,source:camera,max:2M`";
         let (selector, rest) = text
             .split_once('=')
             .ok_or_else(|| format!("--track {text:?}: {usage}"))?;
@@ -216,40 +308,83 @@ impl TrackSpec {
                 "--track {text:?}: the selector before '=' is empty; {usage}"
             ));
         }
-        let mut spec = TrackSpec {
+        let mut spec = TrackOption {
             selector: selector.to_string(),
-            name: None,
-            source: None,
+            settings: TrackSettings::default(),
         };
         for part in rest.split(',').filter(|p| !p.trim().is_empty()) {
             let (key, value) = part
                 .split_once(':')
                 .ok_or_else(|| format!("--track {text:?}: {part:?} is not key:value; {usage}"))?;
             match key.trim() {
-                "name" => spec.name = Some(value.trim().to_string()),
+                "name" => spec.settings.name = Some(value.trim().to_string()),
                 "source" => {
-                    spec.source = Some(Source::parse(value).ok_or_else(|| {
+                    spec.settings.source = Some(Source::parse(value).ok_or_else(|| {
                         format!(
                             "--track {text:?}: unknown source {value:?}; use camera, microphone, screen_share or screen_share_audio"
                         )
                     })?)
                 }
-                other => return Err(format!("--track {text:?}: unknown key {other:?}; use name: and source:")),
+                "min" => spec.settings.min_bitrate = Some(parse_bitrate(value).map_err(|e| format!("--track {text:?}: min: {e}"))?),
+                "max" => spec.settings.max_bitrate = Some(parse_bitrate(value).map_err(|e| format!("--track {text:?}: max: {e}"))?),
+                "share" => {
+                    let share: f64 = value.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).ok_or_else(|| {
+                        format!("--track {text:?}: share: {value:?} is not a positive number")
+                    })?;
+                    spec.settings.share = Some(share);
+                }
+                other => return Err(format!("--track {text:?}: unknown key {other:?}; use name, source, min, max or share")),
             }
         }
-        if spec.name.is_none() && spec.source.is_none() {
-            return Err(format!(
-                "--track {text:?}: give name: and/or source:; {usage}"
-            ));
+        if spec.settings == TrackSettings::default() {
+            return Err(format!("--track {text:?}: give at least one key; {usage}"));
+        }
+        if let (Some(min), Some(max)) = (spec.settings.min_bitrate, spec.settings.max_bitrate) {
+            if min > max {
+                return Err(format!("--track {text:?}: min is above max"));
+            }
         }
         Ok(spec)
     }
 
     /// Does this spec select `output`?
     pub fn selects(&self, output: &Output) -> bool {
-        self.selector == output.element
-            || self.selector == format!("{}.{}", output.element, output.pad)
+        TrackOption::selector_selects(&self.selector, output)
     }
+
+    /// Does `selector` (an element name, or `element.pad`) select `output`?
+    pub fn selector_selects(selector: &str, output: &Output) -> bool {
+        selector == output.element
+            || selector
+                .split_once('.')
+                .is_some_and(|(e, p)| e == output.element && p == output.pad)
+    }
+}
+
+/// A bitrate as users write it: `800000`, `800k`, `2.5M` (bit/s; `k` and `M` are 1000 and
+/// 1 000 000; a trailing `bps`/`b/s` is allowed).
+pub fn parse_bitrate(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t
+        .trim_end_matches("bps")
+        .trim_end_matches("b/s")
+        .trim_end_matches("bit/s")
+        .trim();
+    let (number, factor) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1e3),
+        Some('m') => (&t[..t.len() - 1], 1e6),
+        Some('g') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a bitrate; write e.g. 800k or 2.5M (bit/s)"))?;
+    let bps = value * factor;
+    if !bps.is_finite() || !(10_000.0..=10e9).contains(&bps) {
+        return Err(format!("{text:?} is outside 10k..10G bit/s"));
+    }
+    Ok(bps as u64)
 }
 
 #[cfg(test)]
@@ -258,10 +393,10 @@ mod tests {
 
     #[test]
     fn track_specs_parse_and_select() {
-        let s = TrackSpec::parse("screen=name:Screen,source:screen_share").unwrap();
+        let s = TrackOption::parse("screen=name:Screen,source:screen_share").unwrap();
         assert_eq!(s.selector, "screen");
-        assert_eq!(s.name.as_deref(), Some("Screen"));
-        assert_eq!(s.source, Some(Source::ScreenShare));
+        assert_eq!(s.settings.name.as_deref(), Some("Screen"));
+        assert_eq!(s.settings.source, Some(Source::ScreenShare));
         let o = Output {
             id: OutputId(0),
             element: "screen".into(),
@@ -269,17 +404,33 @@ mod tests {
             codec: Codec::Vp8,
             format: StreamFormat::default(),
             caps: String::new(),
+            settings: TrackSettings::default(),
         };
         assert!(s.selects(&o));
-        assert!(TrackSpec::parse("screen.src=source:camera")
+        assert!(TrackOption::parse("screen.src=source:camera")
             .unwrap()
             .selects(&o));
-        assert!(!TrackSpec::parse("cam=name:x").unwrap().selects(&o));
-        assert!(TrackSpec::parse("cam=source:tv")
+        assert!(!TrackOption::parse("cam=name:x").unwrap().selects(&o));
+        assert!(TrackOption::parse("cam=source:tv")
             .unwrap_err()
             .contains("screen_share"));
-        assert!(TrackSpec::parse("cam").is_err());
-        assert!(TrackSpec::parse("=name:x").is_err());
-        assert!(TrackSpec::parse("cam=colour:red").is_err());
+        assert!(TrackOption::parse("cam").is_err());
+        assert!(TrackOption::parse("=name:x").is_err());
+        assert!(TrackOption::parse("cam=colour:red").is_err());
+        let b = TrackOption::parse("cam=max:2M,min:300k,share:2").unwrap();
+        assert_eq!(
+            (
+                b.settings.max_bitrate,
+                b.settings.min_bitrate,
+                b.settings.share
+            ),
+            (Some(2_000_000), Some(300_000), Some(2.0))
+        );
+        assert!(TrackOption::parse("cam=min:3M,max:1M").is_err());
+        assert!(TrackOption::parse("cam=share:0").is_err());
+        assert_eq!(parse_bitrate("1500kbps"), Ok(1_500_000));
+        assert_eq!(parse_bitrate("800000"), Ok(800_000));
+        assert!(parse_bitrate("fast").is_err());
+        assert!(parse_bitrate("1").is_err());
     }
 }

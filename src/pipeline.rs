@@ -14,11 +14,22 @@
 
 mod browser;
 mod caps;
+mod discover;
 mod doctor;
+mod encoders;
+mod frames;
 mod inspect;
+mod simulcast;
 mod sink;
+mod streams;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub use discover::{discover, discover_with, Discovery};
+pub use streams::{
+    describe, is_codec_header, prepare_encoder, set_encoder_bitrate, short_caps, track_format,
+    upstream_encoder,
+};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,7 +41,7 @@ use gstreamer_video as gst_video;
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::media::{Codec, Frame, MediaKind, Output, OutputId, PipelineEvent};
+use crate::media::{Codec, Frame, Output, OutputId, PipelineEvent};
 
 use caps::Verdict;
 use sink::Shared;
@@ -40,10 +51,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the bus thread checks whether it should end.
 const BUS_POLL: Duration = Duration::from_millis(100);
 
+/// How the user's pipeline is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--simulcast auto`: build ½ and ¼ size layers for every video output fed by a
+    /// raw-video encoder.
+    pub simulcast_auto: bool,
+}
+
 /// The user's pipeline and its outputs.
 pub struct Pipeline {
     pipeline: gst::Pipeline,
     shared: Arc<Shared>,
+    options: Options,
+    simulcast_groups: Vec<Vec<String>>,
     /// Unlinked source pads found when parsing: with their output when the codec is known,
     /// without one when their caps are `ANY` and only negotiation will tell.
     candidates: Vec<(gst::Pad, Option<(OutputId, Codec)>)>,
@@ -60,8 +81,46 @@ impl Pipeline {
     /// codec we cannot publish (raw media, H.265, AAC, …), and when there is no encoded output
     /// at all and no element (demuxer, decodebin) that could still add one.
     pub fn new(description: &str) -> Result<Pipeline, Error> {
+        Pipeline::with_options(description, Options::default())
+    }
+
+    /// The same, with `options` (e.g. simulcast layers built in).
+    pub fn with_options(description: &str, options: Options) -> Result<Pipeline, Error> {
+        Pipeline::with_first_id(description, 0, options)
+    }
+
+    /// The same pipeline again, built anew (a restart): its outputs get ids that follow
+    /// those of `self`, so an id is never reused.
+    pub fn rebuild(&self, description: &str) -> Result<Pipeline, Error> {
+        Pipeline::with_first_id(description, self.shared.next_id(), self.options)
+    }
+
+    /// The simulcast groups `--simulcast auto` built: each group's output selectors,
+    /// highest first.
+    pub fn simulcast_groups(&self) -> &[Vec<String>] {
+        &self.simulcast_groups
+    }
+
+    /// Start or pause the encoding of a simulcast layer's output (its valve); any thread.
+    pub fn set_layer_active(&self, output: OutputId, active: bool) {
+        if let Some(encoder) = self.shared.encoder(output) {
+            simulcast::set_active(&self.pipeline, &encoder, active);
+        }
+    }
+
+    fn with_first_id(
+        description: &str,
+        first_id: u32,
+        options: Options,
+    ) -> Result<Pipeline, Error> {
         let pipeline = inspect::parse(description)?;
+        let simulcast_groups = if options.simulcast_auto {
+            simulcast::build(&pipeline).map_err(Error::Pipeline)?
+        } else {
+            Vec::new()
+        };
         let shared = Arc::new(Shared::default());
+        shared.set_first_id(first_id);
         let elements = inspect::visible_elements(pipeline.upcast_ref());
         let mut candidates = Vec::new();
         for pad in inspect::unlinked_src_pads(&elements) {
@@ -90,6 +149,8 @@ impl Pipeline {
         Ok(Pipeline {
             pipeline,
             shared,
+            options,
+            simulcast_groups,
             candidates,
             attached: false,
             stopped: false,
@@ -138,6 +199,7 @@ impl Pipeline {
             Err(_) => false,
         };
         self.shared.set_sync(!live);
+        let _ = control.send(PipelineEvent::Started { live });
         if self.pipeline.set_state(gst::State::Playing).is_err() {
             let message = self.pending_bus_error().unwrap_or_else(|| {
                 "the pipeline cannot start (state change to PLAYING failed); run it with gst-launch-1.0 to see why".into()
@@ -169,6 +231,14 @@ impl Pipeline {
         request_keyframe(&self.shared, output);
     }
 
+    /// Sets the target bitrate (bit/s) of `output`'s encoder; false when it has none we can
+    /// steer. Any thread.
+    pub fn set_bitrate(&self, output: OutputId, bps: u64) -> bool {
+        self.shared
+            .encoder(output)
+            .is_some_and(|e| encoders::set_bitrate(&e, bps))
+    }
+
     /// A handle that requests keyframes without borrowing the pipeline, for another thread
     /// or task.
     pub fn keyframe_requester(&self) -> KeyframeRequester {
@@ -185,37 +255,37 @@ impl Pipeline {
     /// Sets the pipeline to NULL and ends the bus thread. Idempotent; never waits more than
     /// about two seconds (a pipeline that does not stop by then is left behind, logged).
     pub fn stop(&mut self) {
+        self.begin_stop().wait_blocking();
+    }
+
+    /// Starts stopping the pipeline on a thread of its own and returns at once: the run loop
+    /// never blocks on GStreamer. Idempotent.
+    pub fn begin_stop(&mut self) -> Stopping {
         if self.stopped {
-            return;
+            return Stopping { done: None };
         }
         self.stopped = true;
         let (tx, rx) = std::sync::mpsc::channel();
         let pipeline = self.pipeline.clone();
+        let bus_thread = self.bus_thread.take();
         let spawned = std::thread::Builder::new()
             .name("gst-stop".into())
             .spawn(move || {
-                let _ = tx.send(pipeline.set_state(gst::State::Null));
+                if let Err(e) = pipeline.set_state(gst::State::Null) {
+                    tracing::warn!("stopping the pipeline failed: {e}");
+                }
+                if let Some((done, thread)) = bus_thread {
+                    done.store(true, Ordering::Relaxed);
+                    // The bus thread notices within BUS_POLL.
+                    let _ = thread.join();
+                }
+                let _ = tx.send(());
             });
         match spawned {
-            Ok(_) => match rx.recv_timeout(STOP_TIMEOUT) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!("stopping the pipeline failed: {e}"),
-                Err(_) => tracing::warn!(
-                    "the pipeline did not stop within {} s; giving up on it",
-                    STOP_TIMEOUT.as_secs()
-                ),
-            },
-            Err(e) => tracing::warn!("cannot start a thread to stop the pipeline: {e}"),
-        }
-        if let Some((done, thread)) = self.bus_thread.take() {
-            done.store(true, Ordering::Relaxed);
-            // The bus thread notices within BUS_POLL; do not wait on it much longer.
-            let deadline = Instant::now() + 5 * BUS_POLL;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
+            Ok(_) => Stopping { done: Some(rx) },
+            Err(e) => {
+                tracing::warn!("cannot start a thread to stop the pipeline: {e}");
+                Stopping { done: None }
             }
         }
     }
@@ -237,7 +307,7 @@ impl Pipeline {
         for (pad, output) in &self.candidates {
             match output {
                 Some((id, codec)) => sink::link_chain(&self.shared, pad, *id, *codec, false)
-                    .map_err(Error::Pipeline)?,
+                    .map_err(|e| Error::Pipeline(e.to_string()))?,
                 None => sink::wait_for_caps(&self.shared, pad, false),
             }
         }
@@ -261,6 +331,52 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A pipeline on its way to NULL ([`Pipeline::begin_stop`]).
+pub struct Stopping {
+    done: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Stopping {
+    /// Waits until the pipeline stopped, at most two seconds; false when it did not.
+    pub fn wait_blocking(self) -> bool {
+        let Some(done) = self.done else {
+            return true;
+        };
+        let stopped = done.recv_timeout(STOP_TIMEOUT).is_ok();
+        if !stopped {
+            tracing::warn!(
+                "the pipeline did not stop within {} s; giving up on it",
+                STOP_TIMEOUT.as_secs()
+            );
+        }
+        stopped
+    }
+
+    /// The same, for async code: yields while it waits.
+    pub async fn wait(self) -> bool {
+        let Some(done) = self.done else {
+            return true;
+        };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match done.try_recv() {
+                Ok(()) => return true,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return true,
+                Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    tracing::warn!(
+                        "the pipeline did not stop within {} s; giving up on it",
+                        STOP_TIMEOUT.as_secs()
+                    );
+                    return false;
+                }
+            }
+        }
     }
 }
 
@@ -308,7 +424,7 @@ fn watch_new_pads(shared: &Arc<Shared>, element: &gst::Element) {
     });
 }
 
-fn no_output_error() -> Error {
+pub(crate) fn no_output_error() -> Error {
     Error::Pipeline(
         "the pipeline has no encoded output; end it with an encoder such as x264enc, vp8enc or opusenc, and no sink"
             .into(),
@@ -316,7 +432,7 @@ fn no_output_error() -> Error {
 }
 
 /// "pipeline error from <element>: <message> (<last line of the debug text>)".
-fn error_line(msg: &gst::Message, error: &gst::message::Error) -> String {
+pub(crate) fn error_line(msg: &gst::Message, error: &gst::message::Error) -> String {
     let source = msg
         .src()
         .map(|s| format!(" from {}", s.name()))
@@ -370,158 +486,4 @@ fn watch_bus(
             _ => {}
         }
     }
-}
-
-/// For `--dry-run`: finds every output without publishing anything. Attaches the same sinks
-/// as [`Pipeline::start`], prerolls the pipeline (PAUSED: files and devices are opened, no
-/// data leaves) so that demuxers expose their pads and caps get negotiated, waits until that
-/// is done, an error, or `timeout`, then stops. A live source does not preroll: its static
-/// outputs, with the format their caps tell before running, are then all there is.
-///
-/// While the pipeline is prerolled, the doctor looks for what makes streams fail in browsers
-/// (B-frames, 4:4:4 or 10-bit input, non-live sources, long GOPs, unparsed outputs); its
-/// warnings come back with the outputs.
-pub fn discover(description: &str, timeout: Duration) -> Result<Discovery, Error> {
-    let deadline = Instant::now() + timeout;
-    let mut pipeline = Pipeline::new(description)?;
-    let (control, mut events) = mpsc::unbounded_channel();
-    pipeline.shared.set_channels(control, None);
-
-    // Elements that may still add pads; each says so with no-more-pads.
-    let owed = Arc::new(AtomicUsize::new(0));
-    for element in inspect::visible_elements(pipeline.pipeline.upcast_ref()) {
-        if inspect::has_sometimes_src(&element) {
-            owed.fetch_add(1, Ordering::Relaxed);
-            let owed = Arc::clone(&owed);
-            let once = AtomicBool::new(false);
-            element.connect_no_more_pads(move |_| {
-                if !once.swap(true, Ordering::Relaxed) {
-                    owed.fetch_sub(1, Ordering::Relaxed);
-                }
-            });
-        }
-    }
-    let recorder = doctor::Recorder::install(&pipeline.pipeline);
-    pipeline.attach()?;
-    let result = preroll(&pipeline, deadline, &mut events, &owed);
-    let warnings = match result {
-        Ok(()) => doctor::examine(&pipeline.pipeline, &pipeline.outputs(), &recorder, deadline),
-        Err(_) => Vec::new(),
-    };
-    pipeline.stop();
-    result?;
-    while let Ok(event) = events.try_recv() {
-        if let PipelineEvent::Error(message) = event {
-            return Err(Error::Pipeline(message));
-        }
-    }
-    let outputs = pipeline.outputs();
-    if outputs.is_empty() {
-        return Err(no_output_error());
-    }
-    Ok(Discovery { outputs, warnings })
-}
-
-/// What [`discover`] found.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Discovery {
-    pub outputs: Vec<Output>,
-    /// The doctor's warnings: one line each, naming the element and saying the fix; no
-    /// duplicates.
-    pub warnings: Vec<String>,
-}
-
-/// Brings the pipeline to PAUSED and waits until every output is known and negotiated.
-fn preroll(
-    pipeline: &Pipeline,
-    deadline: Instant,
-    events: &mut mpsc::UnboundedReceiver<PipelineEvent>,
-    owed: &AtomicUsize,
-) -> Result<(), Error> {
-    let Some(bus) = pipeline.pipeline.bus() else {
-        return Ok(());
-    };
-    let mut prerolled = match pipeline.pipeline.set_state(gst::State::Paused) {
-        Ok(gst::StateChangeSuccess::NoPreroll) => return Ok(()),
-        Ok(gst::StateChangeSuccess::Success) => true,
-        Ok(_) => false,
-        Err(_) => {
-            return Err(Error::Pipeline(pipeline.pending_bus_error().unwrap_or_else(|| {
-                "the pipeline cannot start (state change to PAUSED failed); run it with gst-launch-1.0 to see why".into()
-            })))
-        }
-    };
-    loop {
-        while let Ok(event) = events.try_recv() {
-            if let PipelineEvent::Error(message) = event {
-                return Err(Error::Pipeline(message));
-            }
-        }
-        if prerolled && owed.load(Ordering::Relaxed) == 0 && pipeline.shared.all_negotiated() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            tracing::debug!("discovery timed out; reporting the outputs found so far");
-            return Ok(());
-        }
-        let wait = (deadline - now).min(Duration::from_millis(20));
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Error(e) => return Err(Error::Pipeline(error_line(&msg, e))),
-            gst::MessageView::AsyncDone(_) if msg.src() == Some(pipeline.pipeline.upcast_ref()) => {
-                prerolled = true;
-            }
-            gst::MessageView::Eos(_) => return Ok(()),
-            _ => {}
-        }
-    }
-}
-
-/// One aligned line per output for `--dry-run`, e.g.
-/// `x264enc0.src              video  h264  320x240 30/1 fps, profile high (64000d)`.
-pub fn describe(output: &Output) -> String {
-    let f = &output.format;
-    let mut parts = Vec::new();
-    match output.kind() {
-        MediaKind::Video => {
-            let mut picture = Vec::new();
-            if let (Some(w), Some(h)) = (f.width, f.height) {
-                picture.push(format!("{w}x{h}"));
-            }
-            if let Some((n, d)) = f.framerate {
-                picture.push(format!("{n}/{d} fps"));
-            }
-            if !picture.is_empty() {
-                parts.push(picture.join(" "));
-            }
-            if let Some(profile) = &f.h264_profile {
-                match &f.h264_profile_level_id {
-                    Some(id) => parts.push(format!("profile {profile} ({id})")),
-                    None => parts.push(format!("profile {profile}")),
-                }
-            }
-        }
-        MediaKind::Audio => {
-            if let Some(rate) = f.sample_rate {
-                parts.push(format!("{rate} Hz"));
-            }
-            if let Some(channels) = f.channels {
-                parts.push(format!("{channels} ch"));
-            }
-        }
-    }
-    let summary = if parts.is_empty() {
-        "format known once running".to_string()
-    } else {
-        parts.join(", ")
-    };
-    let pad = format!("{}.{}", output.element, output.pad);
-    format!(
-        "{pad:<24} {:<5}  {:<4}  {summary}",
-        output.kind().to_string(),
-        output.codec.name()
-    )
 }

@@ -5,13 +5,15 @@
 //! move the bytes; they make no decisions (the session core does) and never see the token
 //! again after the upgrade request.
 
+use std::sync::Arc;
+
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
-
-use crate::error::Error;
+use tokio_tungstenite::MaybeTlsStream;
 
 /// Protocol version we speak (see docs: every SDK and the server use 17).
 pub const PROTOCOL_VERSION: u32 = 17;
@@ -48,7 +50,7 @@ impl SignalLink {
     }
 }
 
-pub use crate::session::Resume;
+pub use crate::session::{ConnectError, ConnectStep, Resume};
 
 /// The `/rtc` URL for `base` (ws:// or wss://, possibly with a path prefix).
 pub fn rtc_url(base: &url::Url, resume: Option<&Resume>) -> url::Url {
@@ -72,60 +74,120 @@ pub fn rtc_url(base: &url::Url, resume: Option<&Resume>) -> url::Url {
     url
 }
 
-/// Open the signalling WebSocket. Errors are already classified for the user (auth refusal
-/// vs. unreachable server) and never contain the token.
+type WsStream = tokio_tungstenite::WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Open the signalling WebSocket, reporting each step on `steps` as it starts. Errors say
+/// what happened ([`ConnectError`]); what that means for the user is the session's call.
+/// They never contain the token. This never gives up by itself: the session's connect
+/// deadline bounds it (the run loop drops the task).
 pub async fn connect(
     base: &url::Url,
     token: &str,
     resume: Option<&Resume>,
-) -> Result<SignalLink, Error> {
-    // rustls needs one process-wide crypto provider for wss://; an error only means one is
-    // already installed.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tls_config: Arc<rustls::ClientConfig>,
+    steps: mpsc::UnboundedSender<ConnectStep>,
+) -> Result<SignalLink, ConnectError> {
+    let ws = open(base, token, resume, tls_config, &steps).await?;
+    Ok(spawn_link(ws))
+}
+
+async fn open(
+    base: &url::Url,
+    token: &str,
+    resume: Option<&Resume>,
+    tls_config: Arc<rustls::ClientConfig>,
+    steps: &mpsc::UnboundedSender<ConnectStep>,
+) -> Result<WsStream, ConnectError> {
     let url = rtc_url(base, resume);
     let host = base.host_str().unwrap_or("?").to_string();
+    let port = base.port_or_known_default().unwrap_or(80);
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|e| Error::Usage(format!("cannot use the server URL: {e}")))?;
+        .map_err(|e| ConnectError::Request(format!("cannot use the server URL: {e}")))?;
     let bearer = format!("Bearer {token}").parse().map_err(|_| {
-        Error::Usage("the token contains characters that cannot be sent in a header".into())
+        ConnectError::Request(
+            "the token contains characters that cannot be sent in a header".into(),
+        )
     })?;
     request.headers_mut().insert("Authorization", bearer);
+    let unreachable = ConnectError::Unreachable;
 
-    let (ws, _response) = match tokio_tungstenite::connect_async(request).await {
-        Ok(ok) => ok,
-        Err(tungstenite::Error::Http(response)) => {
-            let status = response.status();
-            let body = response
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).trim().chars().take(200).collect::<String>())
-                .unwrap_or_default();
-            let body = if body.is_empty() { String::new() } else { format!(": {body}") };
-            return Err(match status.as_u16() {
-                401 | 403 => Error::Auth(format!(
-                    "the server refused the token ({status}{body}); check the token, its expiry and the API key/secret"
-                )),
-                404 => Error::Connection(format!(
-                    "{host} has no LiveKit signalling endpoint ({status}); check --url"
-                )),
-                _ => Error::Connection(format!("the server at {host} answered {status}{body}")),
-            });
+    let _ = steps.send(ConnectStep::Resolve);
+    // An IP literal comes back at once; a name goes through the system resolver.
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve the host name ({e})")))?
+        .collect();
+    let _ = steps.send(ConnectStep::Tcp);
+    let mut last_error = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last_error = Some(e),
         }
-        Err(tungstenite::Error::Io(io)) if base.scheme() == "wss" && io.kind() == std::io::ErrorKind::InvalidData => {
-            return Err(Error::Connection(format!(
-                "cannot connect to {host}: the TLS handshake failed ({io}); check that the server speaks TLS on that port, or use ws://"
-            )))
-        }
-        Err(e) => {
-            return Err(Error::Connection(format!(
-                "cannot connect to {host}: {}; check --url and that the server is running",
-                describe_ws_error(&e)
-            )))
-        }
+    }
+    let Some(tcp) = tcp else {
+        return Err(unreachable(
+            last_error.map_or("no address".to_string(), |e| e.to_string()),
+        ));
     };
+    let _ = tcp.set_nodelay(true);
+    let stream = if base.scheme() == "wss" {
+        let _ = steps.send(ConnectStep::Tls);
+        MaybeTlsStream::Rustls(tls(&host, tcp, tls_config).await?)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let _ = steps.send(ConnectStep::Upgrade);
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((ws, _response)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) => Err(refused(&response)),
+        Err(e) => Err(unreachable(describe_ws_error(&e))),
+    }
+}
 
+/// The TLS step of wss://.
+async fn tls(
+    host: &str,
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| ConnectError::Request(format!("{host} is not a valid TLS server name")))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ConnectError::Tls(e.to_string()))
+}
+
+/// The server answered the upgrade with an HTTP error.
+fn refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> ConnectError {
+    let status = response.status();
+    let body = response
+        .body()
+        .as_ref()
+        // The server's 401 body echoes the refused token: never pass it on as it is.
+        .map(|b| {
+            crate::redact::tokens(String::from_utf8_lossy(b).trim())
+                .chars()
+                .take(200)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    ConnectError::Http {
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("").to_string(),
+        body,
+    }
+}
+
+/// Two small tasks move the frames of an open WebSocket.
+fn spawn_link(ws: WsStream) -> SignalLink {
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let (ev_tx, ev_rx) = mpsc::channel::<SignalEvent>(256);
@@ -173,7 +235,7 @@ pub async fn connect(
                             if f.reason.is_empty() {
                                 String::new()
                             } else {
-                                format!(": {}", f.reason)
+                                format!(": {}", crate::redact::tokens(&f.reason))
                             }
                         )
                     })
@@ -186,10 +248,10 @@ pub async fn connect(
         let _ = ev_tx.send(SignalEvent::Closed(why)).await;
     });
 
-    Ok(SignalLink {
+    SignalLink {
         tx: out_tx,
         events: ev_rx,
-    })
+    }
 }
 
 fn describe_ws_error(e: &tungstenite::Error) -> String {

@@ -40,6 +40,16 @@ struct TrackStats {
     /// starts str0m's counters from zero).
     egress: Egress,
     egress_base: Egress,
+    /// Congestion control's target for its encoder (bit/s).
+    target_bps: Option<u64>,
+    /// It cannot adapt and sends more than the link holds.
+    cannot_adapt: bool,
+    /// The simulcast layer it feeds, and whether that layer is paused.
+    layer: Option<&'static str>,
+    paused: bool,
+    /// Its encoder cannot make keyframes on request; how many requests went unserved.
+    no_keyframes_on_request: bool,
+    unserved_keyframe_requests: u64,
 }
 
 /// Aggregates figures between two reports.
@@ -50,7 +60,12 @@ pub struct Stats {
     tracks: BTreeMap<OutputId, TrackStats>,
     /// Appsink → socket latencies of the current interval, in microseconds.
     latencies: Vec<u32>,
-    dropped_frames: u64,
+    /// The path media takes on each peer connection ("udp", "tcp", "relay").
+    paths: BTreeMap<&'static str, String>,
+    /// The publisher connection's bandwidth estimate (bit/s).
+    estimate: Option<u64>,
+    /// Each output's bitrate over the last complete interval (bit/s).
+    last_rates: BTreeMap<OutputId, u64>,
 }
 
 /// Percentiles of one interval's latencies.
@@ -69,7 +84,9 @@ impl Stats {
             last_report: now,
             tracks: BTreeMap::new(),
             latencies: Vec::new(),
-            dropped_frames: 0,
+            paths: BTreeMap::new(),
+            estimate: None,
+            last_rates: BTreeMap::new(),
         }
     }
 
@@ -79,6 +96,18 @@ impl Stats {
         t.name = output.element.clone();
         t.kind = Some(output.kind());
         t.codec = Some(output.codec);
+        t.no_keyframes_on_request =
+            output.kind() == MediaKind::Video && !output.format.keyframes_on_request;
+    }
+
+    /// A keyframe was asked of `output`'s encoder; false when it has none that can make one
+    /// (the request is counted as unserved).
+    pub fn keyframe_requested(&mut self, output: OutputId) -> bool {
+        let t = self.tracks.entry(output).or_default();
+        if t.no_keyframes_on_request {
+            t.unserved_keyframe_requests += 1;
+        }
+        !t.no_keyframes_on_request
     }
 
     /// The output is published as track `sid` (a fresh publication after a reconnect).
@@ -115,8 +144,54 @@ impl Stats {
         self.tracks.entry(output).or_default().egress = egress;
     }
 
-    pub fn set_dropped_frames(&mut self, dropped: u64) {
-        self.dropped_frames = dropped;
+    /// After a pipeline restart, `output` carries on the track of `old`.
+    pub fn resumed(&mut self, old: OutputId, output: OutputId) {
+        if let Some(t) = self.tracks.remove(&old) {
+            self.tracks.insert(output, t);
+        }
+        if let Some(r) = self.last_rates.remove(&old) {
+            self.last_rates.insert(output, r);
+        }
+    }
+
+    /// The publisher connection's bandwidth estimate.
+    pub fn estimate(&mut self, bps: u64) {
+        self.estimate = Some(bps);
+    }
+
+    /// The target congestion control gave `output`'s encoder.
+    pub fn target(&mut self, output: OutputId, bps: u64) {
+        self.tracks.entry(output).or_default().target_bps = Some(bps);
+    }
+
+    /// `output` feeds simulcast layer `rid`.
+    pub fn layer(&mut self, output: OutputId, rid: &'static str) {
+        self.tracks.entry(output).or_default().layer = Some(rid);
+    }
+
+    /// `output`'s simulcast layer was paused or resumed.
+    pub fn layer_active(&mut self, output: OutputId, active: bool) {
+        self.tracks.entry(output).or_default().paused = !active;
+    }
+
+    /// `output` cannot adapt and sends more than the link holds.
+    pub fn cannot_adapt(&mut self, output: OutputId) {
+        self.tracks.entry(output).or_default().cannot_adapt = true;
+    }
+
+    /// What each output sent over the last complete interval (bit/s).
+    pub fn recent_rates(&self) -> Vec<(OutputId, u64)> {
+        self.last_rates.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Media on `connection` ("publisher", "subscriber") now takes `path`.
+    pub fn path(&mut self, connection: &'static str, path: String) {
+        self.paths.insert(connection, path);
+    }
+
+    /// When the next report is due.
+    pub fn next_report(&self, interval: Duration) -> Instant {
+        self.last_report + interval
     }
 
     pub fn due(&self, now: Instant, interval: Duration) -> bool {
@@ -129,6 +204,7 @@ impl Stats {
         self.last_report = now;
         let latency = percentiles(&mut self.latencies);
         self.latencies.clear();
+        let last_rates = &mut self.last_rates;
         let tracks = self
             .tracks
             .iter_mut()
@@ -138,13 +214,20 @@ impl Stats {
                 t.interval_frames = t.frames;
                 t.interval_bytes = t.payload_bytes;
                 let total = add(&t.egress_base, &t.egress);
+                let bitrate_bps = (bytes as f64 * 8.0 / secs).round() as u64;
+                last_rates.insert(*id, bitrate_bps);
                 TrackReport {
                     output: *id,
                     name: t.name.clone(),
                     kind: t.kind,
                     codec: t.codec,
                     sid: t.sid.clone(),
-                    bitrate_bps: (bytes as f64 * 8.0 / secs).round() as u64,
+                    bitrate_bps,
+                    target_bps: t.target_bps,
+                    cannot_adapt: t.cannot_adapt,
+                    layer: t.layer,
+                    paused: t.paused,
+                    unserved_keyframe_requests: t.unserved_keyframe_requests,
                     fps: frames as f64 / secs,
                     frames_sent: t.frames,
                     keyframes_sent: t.keyframes,
@@ -163,7 +246,9 @@ impl Stats {
             interval: secs,
             tracks,
             latency,
-            dropped_frames: self.dropped_frames,
+            dropped_frames: 0,
+            paths: self.paths.clone(),
+            estimate_bps: self.estimate,
         }
     }
 }
@@ -203,6 +288,17 @@ pub struct TrackReport {
     pub sid: String,
     /// Encoded payload bitrate over the interval (what the encoder produced and we sent).
     pub bitrate_bps: u64,
+    /// Congestion control's target for the output: its share of the estimate. (An encoder
+    /// that sends more than it is told is set lower, so that what it sends meets this.)
+    pub target_bps: Option<u64>,
+    /// The output cannot adapt and sends more than the link holds.
+    pub cannot_adapt: bool,
+    /// The simulcast layer (rid) this output feeds, and whether it is paused.
+    pub layer: Option<&'static str>,
+    pub paused: bool,
+    /// Keyframe requests its encoder could not serve (it has none: a file, a camera's own
+    /// stream); viewers waited for the stream's next keyframe instead.
+    pub unserved_keyframe_requests: u64,
     pub fps: f64,
     pub frames_sent: u64,
     pub keyframes_sent: u64,
@@ -220,11 +316,21 @@ pub struct TrackReport {
 /// One interval's figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// Since the publisher started.
     pub elapsed: Duration,
+    /// Length of the interval (seconds).
     pub interval: f64,
+    /// One per output.
     pub tracks: Vec<TrackReport>,
+    /// Frame → socket latency over the interval.
     pub latency: Latency,
+    /// Frames that never reached the publisher: the media side counts them (the
+    /// publisher's queue was full, or the pipeline's own); 0 from the publisher itself.
     pub dropped_frames: u64,
+    /// The media path of each peer connection.
+    pub paths: BTreeMap<&'static str, String>,
+    /// The publisher connection's bandwidth estimate.
+    pub estimate_bps: Option<u64>,
 }
 
 impl Report {
@@ -241,6 +347,11 @@ impl Report {
                     "codec": t.codec.map(|c| c.name()),
                     "sid": t.sid,
                     "bitrate_bps": t.bitrate_bps,
+                    "target_bps": t.target_bps,
+                    "cannot_adapt": t.cannot_adapt,
+                    "layer": t.layer,
+                    "paused": t.paused,
+                    "unserved_keyframe_requests": t.unserved_keyframe_requests,
                     "fps": (t.fps * 100.0).round() / 100.0,
                     "frames_sent": t.frames_sent,
                     "keyframes_sent": t.keyframes_sent,
@@ -265,6 +376,8 @@ impl Report {
                 "samples": self.latency.samples,
             },
             "dropped_frames": self.dropped_frames,
+            "paths": self.paths,
+            "estimate_bps": self.estimate_bps,
         })
     }
 
@@ -304,7 +417,16 @@ impl Report {
             .fold(None, |m: Option<f32>, l| Some(m.map_or(l, |m| m.max(l))))
             .map(|l| format!(" loss {:.1}%", l * 100.0))
             .unwrap_or_default();
-        format!("{}{rtt}{loss}", parts.join(" | "))
+        let estimate = self
+            .estimate_bps
+            .map(|e| format!(" | bwe {:.2} Mb/s", e as f64 / 1e6))
+            .unwrap_or_default();
+        let path = self
+            .paths
+            .get("publisher")
+            .map(|p| format!(" | via {p}"))
+            .unwrap_or_default();
+        format!("{}{rtt}{loss}{estimate}{path}", parts.join(" | "))
     }
 }
 
@@ -321,6 +443,7 @@ mod tests {
             codec,
             format: StreamFormat::default(),
             caps: String::new(),
+            settings: Default::default(),
         }
     }
 

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use gstreamer as gst;
 use gstreamer::prelude::*;
 use tokio::sync::mpsc;
 
@@ -15,7 +14,7 @@ const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(20);
 
-const BROWSER_PROFILES: [&str; 4] = ["constrained-baseline", "baseline", "main", "high"];
+use gstreamer_publisher::media::BROWSER_H264_PROFILES as BROWSER_PROFILES;
 
 fn discover_ok(description: &str) -> Vec<Output> {
     match discover(description, DISCOVER_TIMEOUT).map(|d| d.outputs) {
@@ -283,33 +282,10 @@ fn outputs_inside_a_bin() {
 
 // ---------------------------------------------------------------- sometimes pads
 
-/// Runs `description` to EOS (bounded by WAIT).
-fn run_to_eos(description: &str) {
-    gst::init().expect("gstreamer init");
-    let pipeline = gst::parse::launch(description).expect("fixture pipeline parses");
-    let bus = pipeline.bus().expect("pipeline bus");
-    pipeline
-        .set_state(gst::State::Playing)
-        .expect("fixture pipeline plays");
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(WAIT.as_secs()),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("fixture pipeline ends in time");
-    pipeline
-        .set_state(gst::State::Null)
-        .expect("fixture pipeline stops");
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "fixture failed: {msg:?}"
-    );
-}
-
 fn make_webm(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("clip.webm");
     let path = path.to_str().expect("utf-8 temp path").to_string();
-    run_to_eos(&format!(
+    fixture(&format!(
         "videotestsrc num-buffers=30 ! video/x-raw,width=160,height=120 ! vp8enc deadline=1 ! webmmux ! filesink location={path}"
     ));
     path
@@ -353,7 +329,7 @@ fn demuxer_pad_in_unsupported_codec() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("raw.mkv");
     let path = path.to_str().expect("utf-8 temp path").to_string();
-    run_to_eos(&format!(
+    fixture(&format!(
         "audiotestsrc num-buffers=10 ! audio/x-raw,format=S16LE ! matroskamux ! filesink location={path}"
     ));
     match discover(
@@ -386,7 +362,7 @@ fn queue_after_demuxer_is_decided_by_negotiation() {
     );
 
     let mut run = start(&description);
-    let (events, frames) = run.run_to_eos();
+    let (events, frames) = run.collect_until_eos();
     assert_eq!(added(&events).len(), 1, "{events:?}");
     assert_eq!(frames.len(), 30);
 }
@@ -466,6 +442,8 @@ struct Running {
     pipeline: Pipeline,
     control: mpsc::UnboundedReceiver<PipelineEvent>,
     frames: mpsc::Receiver<Frame>,
+    /// What `PipelineEvent::Started` said.
+    live: Option<bool>,
 }
 
 fn start(description: &str) -> Running {
@@ -479,15 +457,19 @@ fn start(description: &str) -> Running {
         pipeline,
         control,
         frames,
+        live: None,
     }
 }
 
 impl Running {
     /// The next control event, or a panic after WAIT.
+    /// The next event about outputs, EOS or errors (`Started`, which says whether the
+    /// pipeline is live, is checked where it matters and passed over here).
     fn next_event(&mut self) -> PipelineEvent {
         let deadline = Instant::now() + WAIT;
         loop {
             match self.control.try_recv() {
+                Ok(PipelineEvent::Started { live }) => self.live = Some(live),
                 Ok(event) => return event,
                 Err(mpsc::error::TryRecvError::Disconnected) => panic!("control channel closed"),
                 Err(mpsc::error::TryRecvError::Empty) => {}
@@ -496,6 +478,20 @@ impl Running {
                 Instant::now() < deadline,
                 "no control event within {WAIT:?}"
             );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (up to WAIT) for `Started`; other events meanwhile are dropped.
+    fn wait_started(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while self.live.is_none() {
+            match self.control.try_recv() {
+                Ok(PipelineEvent::Started { live }) => self.live = Some(live),
+                Ok(_) | Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => panic!("control channel closed"),
+            }
+            assert!(Instant::now() < deadline, "no Started within {WAIT:?}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -515,7 +511,7 @@ impl Running {
     }
 
     /// Collects control events until pipeline EOS; frames received meanwhile are returned.
-    fn run_to_eos(&mut self) -> (Vec<PipelineEvent>, Vec<Frame>) {
+    fn collect_until_eos(&mut self) -> (Vec<PipelineEvent>, Vec<Frame>) {
         let mut events = Vec::new();
         loop {
             let event = self.next_event();
@@ -562,7 +558,7 @@ fn start_h264_without_profile_gets_a_browser_profile() {
     let mut run = start(
         "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240 ! x264enc tune=zerolatency",
     );
-    let (events, frames) = run.run_to_eos();
+    let (events, frames) = run.collect_until_eos();
     let outputs = added(&events);
     assert_eq!(outputs.len(), 1, "{events:?}");
     let o = &outputs[0];
@@ -601,7 +597,7 @@ fn start_h264_without_profile_gets_a_browser_profile() {
 #[test]
 fn start_opus() {
     let mut run = start("audiotestsrc num-buffers=50 ! opusenc");
-    let (events, frames) = run.run_to_eos();
+    let (events, frames) = run.collect_until_eos();
     let outputs = added(&events);
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].codec, Codec::Opus);
@@ -621,7 +617,7 @@ fn start_av1_gives_temporal_units() {
     let mut run = start(
         "videotestsrc num-buffers=10 ! video/x-raw,width=160,height=120 ! av1enc usage-profile=realtime cpu-used=10",
     );
-    let (events, frames) = run.run_to_eos();
+    let (events, frames) = run.collect_until_eos();
     let outputs = added(&events);
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].codec, Codec::Av1);
@@ -644,7 +640,7 @@ fn start_vp8_and_opus_together() {
         "videotestsrc num-buffers=20 ! video/x-raw,width=160,height=120 ! vp8enc deadline=1 \
          audiotestsrc num-buffers=20 ! opusenc",
     );
-    let (events, frames) = run.run_to_eos();
+    let (events, frames) = run.collect_until_eos();
     let outputs = added(&events);
     assert_eq!(outputs.len(), 2, "{events:?}");
     let eos: Vec<_> = events
@@ -669,7 +665,7 @@ fn start_demuxer_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = make_webm(&dir);
     let mut run = start(&format!("filesrc location={path} ! matroskademux"));
-    let (events, frames) = run.run_to_eos();
+    let (events, frames) = run.collect_until_eos();
     let outputs = added(&events);
     assert_eq!(outputs.len(), 1, "{events:?}");
     assert_eq!(outputs[0].codec, Codec::Vp8);
@@ -740,7 +736,7 @@ fn start_reports_a_sometimes_pad_in_an_unsupported_codec() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("raw.mkv");
     let path = path.to_str().expect("utf-8 temp path").to_string();
-    run_to_eos(&format!(
+    fixture(&format!(
         "audiotestsrc num-buffers=10 ! audio/x-raw,format=S16LE ! matroskamux ! filesink location={path}"
     ));
     let mut run = start(&format!("filesrc location={path} ! matroskademux name=d"));
@@ -765,8 +761,9 @@ fn full_frames_channel_drops_and_counts() {
         pipeline,
         control,
         frames: mpsc::channel(1).1,
+        live: None,
     };
-    run.run_to_eos();
+    run.collect_until_eos();
     assert_eq!(run.pipeline.dropped_frames(), 9);
 }
 
@@ -792,7 +789,7 @@ fn non_live_pipeline_is_paced_by_the_clock() {
     // 15 frames at 30 fps: half a second of video must not arrive all at once.
     let t = Instant::now();
     let mut run = start("videotestsrc num-buffers=15 ! video/x-raw,width=160,height=120,framerate=30/1 ! vp8enc deadline=1");
-    let (_, frames) = run.run_to_eos();
+    let (_, frames) = run.collect_until_eos();
     assert_eq!(frames.len(), 15);
     assert!(
         t.elapsed() >= Duration::from_millis(400),
@@ -806,6 +803,18 @@ fn pipeline_can_move_between_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Pipeline>();
     send_sync::<gstreamer_publisher::pipeline::KeyframeRequester>();
+}
+
+#[test]
+fn start_says_whether_the_pipeline_is_live() {
+    // `Started` and `OutputAdded` come from different threads, in either order.
+    let mut run = start("videotestsrc is-live=true ! vp8enc deadline=1");
+    assert!(matches!(run.next_event(), PipelineEvent::OutputAdded(_)));
+    run.wait_started();
+    assert_eq!(run.live, Some(true));
+    let mut run = start("videotestsrc num-buffers=5 ! vp8enc deadline=1");
+    let _ = run.collect_until_eos();
+    assert_eq!(run.live, Some(false));
 }
 
 #[test]
@@ -825,4 +834,9 @@ fn discover_live_source_returns_static_outputs() {
     let outputs = discover_ok("videotestsrc is-live=true ! x264enc");
     assert_eq!(outputs.len(), 1);
     assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+/// Runs a fixture pipeline (one that writes a file) to EOS.
+fn fixture(description: &str) {
+    harness::run_to_eos(description, WAIT);
 }

@@ -77,29 +77,6 @@ fn no_warning_with(d: &Discovery, needle: &str) {
     );
 }
 
-/// Runs a fixture pipeline (writing a file) to EOS.
-fn run_to_eos(description: &str) {
-    gst::init().expect("gstreamer init");
-    let pipeline = gst::parse::launch(description).expect("fixture pipeline parses");
-    let bus = pipeline.bus().expect("pipeline bus");
-    pipeline
-        .set_state(gst::State::Playing)
-        .expect("fixture pipeline plays");
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(WAIT.as_secs()),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("fixture pipeline ends in time");
-    pipeline
-        .set_state(gst::State::Null)
-        .expect("fixture pipeline stops");
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "fixture failed: {msg:?}"
-    );
-}
-
 fn temp_file(dir: &tempfile::TempDir, name: &str) -> String {
     dir.path()
         .join(name)
@@ -123,7 +100,7 @@ fn clean_file_pipeline_has_no_warnings() {
     // 30 fps keeps vp8enc's default of a keyframe every 128 frames (4.3 s).
     let dir = tempfile::tempdir().expect("tempdir");
     let path = temp_file(&dir, "clip.webm");
-    run_to_eos(&format!(
+    fixture(&format!(
         "videotestsrc num-buffers=30 ! video/x-raw,width=160,height=120,framerate=30/1 ! vp8enc deadline=1 ! webmmux ! filesink location={path}"
     ));
     let d = doctor(&format!("filesrc location={path} ! matroskademux name=d"));
@@ -150,7 +127,7 @@ fn b_frames_seen_while_prerolling() {
     // before its PTS.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = temp_file(&dir, "b.mp4");
-    run_to_eos(&format!(
+    fixture(&format!(
         "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! x264enc bframes=2 speed-preset=ultrafast ! h264parse ! mp4mux ! filesink location={path}"
     ));
     let d = doctor(&format!(
@@ -206,7 +183,7 @@ fn av1_high_profile_from_a_file() {
     // No encoder in the pipeline: the profile comes from the parsed output caps.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = temp_file(&dir, "a444.mkv");
-    run_to_eos(&format!(
+    fixture(&format!(
         "videotestsrc num-buffers=5 ! video/x-raw,format=Y444,width=64,height=64 ! av1enc usage-profile=realtime cpu-used=10 ! av1parse ! matroskamux ! filesink location={path}"
     ));
     let d = doctor(&format!("filesrc location={path} ! matroskademux name=d"));
@@ -335,7 +312,7 @@ fn x264_automatic_gop_is_10_s_at_any_framerate() {
 fn h264_read_raw_from_a_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = temp_file(&dir, "clip.h264");
-    run_to_eos(&format!(
+    fixture(&format!(
         "videotestsrc num-buffers=10 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! x264enc speed-preset=ultrafast ! video/x-h264,stream-format=byte-stream ! filesink location={path}"
     ));
     let d = doctor(&format!(
@@ -560,4 +537,9 @@ fn encoders_that_feed_no_output_are_left_alone() {
     );
     assert_eq!(d.outputs.len(), 1, "{:?}", d.outputs);
     assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+}
+
+/// Runs a fixture pipeline (one that writes a file) to EOS.
+fn fixture(description: &str) {
+    harness::run_to_eos(description, WAIT);
 }

@@ -3,12 +3,10 @@
 //! and in a room where LiveKit's own SDK publishes known media. If these fail, the
 //! publisher's end-to-end tests cannot be trusted either way.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use harness::*;
 
 #[test]
 fn server_starts_validates_tokens_and_restarts() {

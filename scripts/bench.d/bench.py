@@ -64,6 +64,20 @@ GO_COMMIT = "3cc870ffb42931d730ff77326207e97555a50860"
 # `go list -m -json github.com/livekit/gstreamer-publisher@3cc870f` -> Version (commit time
 # 2026-06-05T22:16:40Z); used when the proxy cannot resolve the short hash.
 GO_PSEUDO = "v0.0.0-20260605221640-3cc870ffb429"
+# Where the module proxy does not serve the Go tool itself, it can be built from a checkout of
+# its source (--go-src DIR / BENCH_GO_SRC). Its go.mod at 3cc870f pins versions that a proxy
+# may not serve either; each one that cannot be downloaded is replaced, in a temporary copy of
+# DIR only, by the version below. (module, pinned version, substitute, why it is equivalent)
+GO_DEP_SUBSTITUTES = [
+    ("github.com/livekit/server-sdk-go/v2", "v2.16.7-0.20260605213610-c2a481bfe315", "v2.16.6",
+     "commit c2a481b is v2.16.6 plus a go.mod/go.sum-only change (#920), and the tool's own go.mod "
+     "already pins every dependency that change raised, so the linked code is the same"),
+]
+GO_SRC_HELP = (
+    "a checkout of github.com/livekit/gstreamer-publisher at 3cc870f "
+    "(`git clone https://github.com/livekit/gstreamer-publisher /tmp/gopub-src && "
+    "git -C /tmp/gopub-src checkout 3cc870f`, or any export of that commit), outside this repo"
+)
 
 TOOL_NAMES = {"rs": "ours (Rust)", "go": "Go 3cc870f"}
 
@@ -456,14 +470,84 @@ def build_go_tool(args: argparse.Namespace, logp: Path) -> str:
         log(f"Go tool: go install failed: {last}")
     finally:
         shutil.rmtree(gobin, ignore_errors=True)
+    if args.go_src:
+        note = build_go_tool_from_src(args, Path(args.go_src), env, logp)
+        info.write_text(note + "\n")
+        return note
     die(f"cannot build the Go tool: `go install {GO_MODULE}@{version}` failed (log {logp}). "
-        f"Put a gstreamer-publisher binary built at {GO_COMMIT[:7]} at {GO_BIN.relative_to(ROOT)}, "
+        f"Build it from source instead with --go-src DIR or BENCH_GO_SRC=DIR, DIR being {GO_SRC_HELP}. "
+        f"Or put a gstreamer-publisher binary built at {GO_COMMIT[:7]} at {GO_BIN.relative_to(ROOT)}, "
         "or pass --skip-go to measure only this project")
+
+
+def _src_commit(src: Path) -> str | None:
+    """HEAD of `src` when `src` itself is the top of a git work tree (not a folder inside one)."""
+    code, out = run_cmd(["git", "-C", str(src), "rev-parse", "--show-toplevel", "HEAD"], timeout=20)
+    lines = out.split()
+    if code != 0 or len(lines) != 2 or Path(lines[0]).resolve() != src.resolve():
+        return None
+    return lines[1]
+
+
+def build_go_tool_from_src(args: argparse.Namespace, src: Path, env: dict[str, str],
+                           logp: Path) -> str:
+    """`go build` the Go tool from a checkout of its source, in a temporary copy of it (the
+    checkout itself is never changed), replacing pinned dependency versions that the module
+    proxy does not serve (GO_DEP_SUBSTITUTES). Returns a note on what was built."""
+    src = src.expanduser().resolve()
+    gomod = src / "go.mod"
+    if not gomod.is_file() or not re.search(rf"(?m)^module\s+{re.escape(GO_MODULE)}\s*$",
+                                            gomod.read_text()):
+        die(f"--go-src {src}: no go.mod of module {GO_MODULE} there; it must be {GO_SRC_HELP}")
+    commit = _src_commit(src)
+    if commit is None:
+        log(f"Go tool: --go-src {src} is not a git checkout; cannot check that it is {GO_COMMIT[:7]}")
+    elif commit != GO_COMMIT:
+        log(f"Go tool: WARNING: --go-src {src} is at {commit[:7]}, not {GO_COMMIT[:7]}")
+    work = Path(tempfile.mkdtemp(prefix="bench-gosrc."))
+    try:
+        tree = work / "src"
+        shutil.copytree(src, tree, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        code, out = run_cmd(["go", "mod", "edit", "-json"], timeout=60, env=env, cwd=tree,
+                            log_path=logp)
+        if code != 0:
+            die(f"go mod edit -json failed in a copy of {src} (log {logp})")
+        required = {r["Path"]: r["Version"] for r in json.loads(out).get("Require") or []}
+        changes: list[str] = []
+        for mod, pinned, sub, why in GO_DEP_SUBSTITUTES:
+            if required.get(mod) != pinned:
+                continue  # not required at that version (or not at all): nothing to replace
+            code, out = run_cmd(["go", "mod", "download", "-json", f"{mod}@{pinned}"], timeout=300,
+                                env=env, cwd=tree, log_path=logp)
+            if code == 0:
+                continue  # served here: keep the pinned version
+            log(f"Go tool: {mod}@{pinned} is not served; using {sub} ({why})")
+            code, out = run_cmd(["go", "mod", "edit", f"-require={mod}@{sub}"], timeout=60,
+                                env=env, cwd=tree, log_path=logp)
+            if code != 0:
+                die(f"go mod edit -require={mod}@{sub} failed (log {logp})")
+            changes.append(f"{mod} {pinned} -> {sub}")
+        out_bin = work / "gstreamer-publisher"
+        log(f"Go tool: go build in a copy of {src} (cgo; minutes when cold)")
+        # -mod=mod: go.sum of the copy gets the substitutes' sums; -buildvcs=false: the copy
+        # has no .git
+        code, out = run_cmd(["go", "build", "-mod=mod", "-buildvcs=false", "-o", str(out_bin), "."],
+                            timeout=args.build_timeout, env=env, cwd=tree, log_path=logp)
+        if code != 0 or not out_bin.exists():
+            last = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
+            die(f"cannot build the Go tool from --go-src {src}: go build failed: {last} (log {logp})")
+        shutil.move(str(out_bin), GO_BIN)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    note = (f"go build from source {src} at {commit[:7] if commit else 'unknown commit'}"
+            + (f"; deps replaced: {', '.join(changes)}" if changes else ""))
+    log(f"Go tool: built {GO_BIN.relative_to(ROOT)} ({note})")
+    return note
 
 
 def build_ours(args: argparse.Namespace, run_dir: Path, logp: Path) -> tuple[Path, dict[str, Any]]:
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = target / "release" / "gstreamer-publisher"
+    binary = Path(args.binary).resolve() if args.binary else target / "release" / "gstreamer-publisher"
     if not args.no_build:
         log("ours: cargo build --release")
         code, out = run_cmd(["cargo", "build", "--release"], timeout=args.build_timeout, cwd=ROOT,
@@ -552,7 +636,7 @@ def media_bitrate_mbps(path: Path, seconds: float) -> float:
 # ---------------------------------------------------------------------------------- server
 
 class Server:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, log_level: str = "warn") -> None:
         used: set[int] = set()
         self.port = free_port(used)
         self.udp_port = free_port(used)
@@ -565,7 +649,7 @@ class Server:
             f"port: {self.port}\n"
             "bind_addresses: [127.0.0.1]\n"
             f"keys: {{{self.key}: {self.secret}}}\n"
-            "logging: {level: warn}\n"
+            f"logging: {{level: {log_level}}}\n"
             "turn: {enabled: false}\n"
             "rtc:\n"
             f"  udp_port: {self.udp_port}\n"
@@ -695,7 +779,7 @@ def first_video(rep: dict[str, Any]) -> dict[str, Any] | None:
 class Publisher:
     def __init__(self, tool: str, bins: dict[str, Path], server: Server, room: str,
                  pipeline: str, log_path: Path, stats_json: Path | None = None,
-                 stats_interval: float = 2.0) -> None:
+                 stats_interval: float = 2.0, perf_data: Path | None = None) -> None:
         self.tool = tool
         self.identity = f"pub-{tool}"
         token = server.token(room, self.identity)
@@ -712,6 +796,18 @@ class Publisher:
         self.sampler = ProcSampler(self.proc.pid)
         self.sampler.sample()
         self.exit_code: int | None = None
+        self.perf: subprocess.Popen | None = None
+        self.perf_data = perf_data if tool == "rs" else None
+
+    def start_perf(self) -> None:
+        """Profile from now on (with --perf). Called once the pipeline's threads exist:
+        `perf record -p` samples the threads that exist when it attaches."""
+        if self.perf_data is None or self.perf is not None or not self.alive():
+            return
+        # setpriv execs the binary: the child's pid is the publisher's
+        self.perf = spawn(["perf", "record", "-q", "-g", "--call-graph", "dwarf,16384", "-F", "997",
+                           "-p", str(self.proc.pid), "-o", str(self.perf_data)],
+                          stdout=self.logf, stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -730,8 +826,13 @@ class Publisher:
 
     def stop(self) -> int | None:
         self.sampler.sample()
+        if self.perf is not None:
+            # SIGINT: perf stops sampling and writes its file (the publisher keeps running)
+            stop_child(self.perf, grace=60, sig=signal.SIGINT)
         self.exit_code = stop_child(self.proc, grace=5)
         self.logf.close()
+        if self.perf is not None and self.perf_data is not None:
+            PERF_FILES.append(self.perf_data)  # summarised at the end (perf report is slow)
         return self.exit_code
 
     def log_tail(self, n: int = 5) -> str:
@@ -740,6 +841,89 @@ class Publisher:
         except OSError:
             return ""
         return " | ".join(line[:200] for line in lines[-n:])
+
+
+PERF_FILES: list[Path] = []
+
+
+# Where the publisher's CPU goes, as inclusive shares (time with children) of the profile:
+# (label, regular expression on perf's symbol column); the first matching symbol counts.
+# (The threads' shares come from perf's comm column: deep async stacks are not always unwound
+# up to the run loop's own frame, so its symbol would undercount.)
+PERF_BREAKDOWN = [
+    ("  Peer::drain (str0m output, transmits)", r"gstreamer_publisher::rtc::Peer::drain$"),
+    ("  str0m Rtc::handle_input (timeouts: packetize, pacer, BWE; received packets)",
+     r"str0m::Rtc::handle_input$"),
+    ("  str0m Rtc::poll_output (RTP packets out of the queues, SRTP)", r"str0m::Rtc::poll_output$"),
+    ("    H.264 packetizing", r"H264Packetizer as str0m::packet::Packetizer>::packetize$"),
+    ("    SRTP (protect_rtp)", r"str0m::rtp_::srtp::SrtpContext::protect_rtp$"),
+    ("    pacer (LeakyBucketPacer::handle_timeout)", r"LeakyBucketPacer as str0m::pacer::Pacer>::handle_timeout$"),
+    ("  UDP send system calls: sendto", r"^__libc_sendto$"),
+    ("  tokio timer wheel / Sleep", r"<tokio::time::sleep::Sleep as core::future::future::Future>::poll$"),
+    ("  tokio park (epoll_wait and the wake-up)", r"tokio::runtime::scheduler::current_thread::Context::park$"),
+    ("  UDP receive tasks", r"gstreamer_publisher::rtc::udp::receive::\{\{closure\}\}"),
+    ("  appsink callback (frame out, into the channel)", r"gstreamer_app::app_sink::trampoline_new_sample$"),
+    ("malloc", r"^(__GI___libc_malloc|malloc)( \(inlined\))?$"),
+    ("free", r"^(__GI___libc_free|free|cfree)( \(inlined\))?$"),
+    ("kernel: context switches (finish_task_switch)", r"finish_task_switch"),
+]
+
+
+def perf_breakdown(data: Path) -> dict[str, Any]:
+    """The PERF_BREAKDOWN shares of one profile, and its number of samples."""
+    code, txt = run_cmd(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "symbol",
+                         "-g", "none", "--percent-limit", "0.05"], timeout=600)
+    m = re.search(r"# Samples: (\d+\w?)", txt)
+    rows = []
+    for ln in txt.splitlines():
+        mm = re.match(r"\s*([\d.]+)%\s+([\d.]+)%\s+\[(.)\]\s+(.*?)(\s+-)*\s*$", ln)
+        if mm:
+            rows.append((float(mm.group(1)), float(mm.group(2)), mm.group(4)))
+    shares: dict[str, Any] = {"samples": m.group(1) if m else None}
+    _, by_comm = run_cmd(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "comm",
+                          "-n", "-g", "none"], timeout=600)
+    main_share, total = 0.0, 0
+    for ln in by_comm.splitlines():
+        mm = re.match(r"\s*([\d.]+)%\s+(\d+)\s+(.*?)\s*$", ln)
+        if mm:
+            total += int(mm.group(2))
+            if mm.group(3) == "gstreamer-publi":
+                main_share += float(mm.group(1))
+    if total:
+        shares["samples"] = total  # at 997 Hz: CPU seconds × 997
+    shares["main thread (run loop: engine, str0m, sockets, signalling)"] = main_share
+    shares["other threads (GStreamer streaming threads, bus)"] = round(100 - main_share, 2)
+    for label, pat in PERF_BREAKDOWN:
+        rx = re.compile(pat)
+        hit = next((r for r in rows if rx.search(r[2])), None)
+        shares[label] = (hit[1] if "finish_task_switch" in pat else hit[0]) if hit else 0.0
+    return shares
+
+
+def perf_summary(data: Path) -> None:
+    """Flat profile (self time by symbol) and call graph (time with children) of one
+    `perf record` next to its data file, as <name>.perf.txt, the breakdown first."""
+    out = data.with_suffix(".txt")
+    parts = []
+    b = perf_breakdown(data)
+    parts.append("==== where the CPU goes (% of the process's samples, inclusive; "
+                 f"{b.pop('samples')} samples) ====\n"
+                 + "\n".join(f"{v:6.1f}%  {k}" for k, v in b.items()))
+    for title, argv in (
+        ("self time by shared object", ["--no-children", "--sort", "dso", "-g", "none",
+                                        "--percent-limit", "0.5"]),
+        ("self time by symbol", ["--no-children", "--sort", "symbol", "-g", "none",
+                                 "--percent-limit", "0.3"]),
+        ("time with children (inclusive) by symbol", ["--children", "--sort", "symbol", "-g", "none",
+                                                      "--percent-limit", "2"]),
+    ):
+        code, txt = run_cmd(["perf", "report", "-i", str(data), "--stdio", "--no-header"] + argv,
+                            timeout=600)
+        # perf pads every line to the widest symbol, and ends it with empty columns
+        rows = [re.sub(r"(\s+-)*\s*$", "", ln) for ln in txt.splitlines()
+                if ln.strip() and not ln.startswith("#")]
+        parts.append(f"==== {title} ====\n" + "\n".join(r[:200] for r in rows))
+    out.write_text("\n\n".join(parts) + "\n")
 
 
 def read_stats_json(path: Path | None) -> list[dict[str, Any]]:
@@ -755,6 +939,23 @@ def read_stats_json(path: Path | None) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def wire_mbps(lines: list[dict[str, Any]], t_from: float = 0.0) -> float | None:
+    """What str0m put on the wire (the tracks' cumulative egress `bytes_sent`, RTP payload
+    bytes) per second between the first stats line at or after `t_from` and the last. The
+    `bitrate_bps` of a track counts the frames written to the session instead: the two differ
+    when packets wait in (or are dropped from) the send queues."""
+    good = [ln for ln in lines if ln.get("t", 0) >= t_from and ln.get("tracks")]
+    if len(good) < 2:
+        return None
+    a, b = good[0], good[-1]
+    dt_s = b["t"] - a["t"]
+    if dt_s <= 0:
+        return None
+    sa = sum(t.get("bytes_sent", 0) for t in a["tracks"])
+    sb = sum(t.get("bytes_sent", 0) for t in b["tracks"])
+    return round(8 * (sb - sa) / dt_s / 1e6, 2)
 
 
 def latency_from_stats(lines: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -917,8 +1118,11 @@ def run_passthrough_once(ctx: Ctx, tool: str, i: int, pipeline: str) -> dict[str
     stats = ctx.logs(f"pt-{i}-{tool}-stats.jsonl")
     # 5 s intervals: ~400 video+audio frames each, so an interval's p99 is not just its max
     pub = Publisher(tool, ctx.bins, ctx.server, room, pipeline, ctx.logs(f"pt-{i}-{tool}-pub.log"),
-                    stats_json=stats, stats_interval=5)
-    pub.sample_for(secs, period=0.5)
+                    stats_json=stats, stats_interval=5,
+                    perf_data=ctx.logs(f"pt-{i}-{tool}.perf.data") if ctx.args.perf else None)
+    pub.sample_for(2, period=0.5)
+    pub.start_perf()  # steady state only: from 2 s on, once the pipeline's threads run
+    pub.sample_for(secs - 2, period=0.5)
     alive = pub.alive()
     cpu, hwm = pub.sampler.cpu, pub.sampler.hwm_kb
     pub.stop()
@@ -953,6 +1157,7 @@ def run_passthrough_once(ctx: Ctx, tool: str, i: int, pipeline: str) -> dict[str
                 sum(t.get("bitrate_bps", 0) for t in ln.get("tracks", [])) / 1e6
                 for ln in lines if ln.get("t", 0) >= 9
             ] or [None])
+            r["wire_mbps"] = wire_mbps(lines, 9)
     if not alive:
         r["error"] = f"publisher exited before {secs} s: {pub.log_tail()}"
     elif v is None:
@@ -990,9 +1195,11 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
     udp0 = udp_rcvbuf_errors()
     drops0 = udp_drops_by_owner(owners)
     pub = Publisher(tool, ctx.bins, ctx.server, room, throughput_pipeline(media, n),
-                    ctx.logs(f"{tag}-{n}-{rep_i}-{tool}-pub.log"), stats_json=stats, stats_interval=2)
+                    ctx.logs(f"{tag}-{n}-{rep_i}-{tool}-pub.log"), stats_json=stats, stats_interval=2,
+                    perf_data=ctx.logs(f"{tag}-{n}-{rep_i}-{tool}.perf.data") if ctx.args.perf else None)
     t_warm = pub.t_spawn_mono + warm
     pub.sample_for(0, until_mono=t_warm, also=watched)
+    pub.start_perf()  # with --perf: the measured part only
     pub.sample_for(secs - warm, also=watched)
     m1 = total_cpu_busy()
     udp1 = udp_rcvbuf_errors()
@@ -1046,6 +1253,7 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
             sum(t.get("bitrate_bps", 0) for t in ln.get("tracks", [])) / 1e6 for ln in good
         ]) if good else None
         r["dropped_frames"] = lines[-1].get("dropped_frames") if lines else None
+        r["wire_mbps"] = wire_mbps(lines, warm)
         r["latency"] = latency_from_stats(good)
         if lines:
             tr = lines[-1].get("tracks", [])
@@ -1059,7 +1267,9 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
     else:
         sent_ok = True
         if tool == "rs":
+            # written to the session and put on the wire: both, or packets pile up unsent
             sent_ok = (r.get("sent_mbps_median") or 0) >= 0.95 * r["nominal_mbps"] \
+                and (r.get("wire_mbps") or 0) >= 0.95 * r["nominal_mbps"] \
                 and not r.get("dropped_frames")
         r["sustained"] = bool(alive and sent_ok and drops.get("server", 0) == 0)
     if not alive:
@@ -1110,6 +1320,14 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
         s[f"{scen}.{key}"] = {"rs": rs, "go": go, "ratio": ratio(rs, go),
                               "pair_ratio_median": pair_ratio(scen, key), "n_rs": n_rs, "n_go": n_go}
     if "passthrough" in sc:
+        def fps(tool: str) -> float | None:
+            return median([(r.get("video") or {}).get("fps") for r in sc["passthrough"]
+                           if r.get("tool") == tool and (r.get("video") or {}).get("fps")] or [None])
+        s["passthrough.wire"] = {
+            "written_mbps": med("passthrough", "rs", "bitrate_mbps_median"),
+            "wire_mbps": med("passthrough", "rs", "wire_mbps"),
+            "fps_rs": fps("rs"), "fps_go": fps("go"),
+        }
         lat = [r.get("latency") for r in sc["passthrough"] if r.get("tool") == "rs" and r.get("latency")]
         s["latency"] = {
             "p50_us": median([x["p50_us_median"] for x in lat]) if lat else None,
@@ -1182,6 +1400,13 @@ def markdown(res: dict[str, Any]) -> str:
     row("passthrough", "peak RSS (VmHWM)", "rss_peak_mib", " MiB", 1, 0.5, "≤ 0.5× Go")
     row("passthrough", "spawn → first decoded video frame (file, key frame every 2 s)", "first_video_s",
         " s", 2, None, "(none)")
+    pw = s.get("passthrough.wire")
+    if pw and pw.get("wire_mbps") is not None:
+        L.append(f"| passthrough | ours: written / on the wire (RTP payload, after the first 9 s) | "
+                 f"{fmt(pw['written_mbps'], ' Mbit/s', 2)} / {fmt(pw['wire_mbps'], ' Mbit/s', 2)} | – | – | "
+                 f"wire ≈ written | {verdict(pw['wire_mbps'] >= 0.95 * (pw['written_mbps'] or 0))} |")
+        L.append(f"| passthrough | subscriber: decoded video frame rate | "
+                 f"{fmt(pw['fps_rs'], ' fps', 1)} | {fmt(pw['fps_go'], ' fps', 1)} | – | 30 fps | – |")
     def tp_txt(d: Any) -> str:
         if d is None:
             return "not run"
@@ -1215,21 +1440,22 @@ def markdown(res: dict[str, Any]) -> str:
             continue
         L.append("")
         what = ("sustained = every track decoded at ≥ 97 % of 30 fps" if scen == "throughput" else
-                "no subscriber; sustained = ours sent ≥ 95 % of nominal with no dropped frames, and "
-                "the server's UDP socket dropped nothing")
+                "no subscriber; sustained = ours wrote and put on the wire ≥ 95 % of nominal with no "
+                "dropped frames, and the server's UDP socket dropped nothing")
         L.append(f"{scen} ladder ({a['throughput_size']} 30 fps H.264 streams of "
                  f"{a['throughput_mbps']} Mbit/s each, {a['throughput_seconds']} s per level; "
                  f"CPU figures are % of one core, machine busy is all {m['cores']} cores together; "
                  f"{what}):")
         L.append("")
-        L.append("| tool | tracks | nominal Mbit/s | sent Mbit/s | publisher CPU | server CPU | subscriber CPU | "
-                 "machine busy | UDP rcvbuf drops | PLI | min decoded/sent | p99 latency | sustained |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| tool | tracks | nominal Mbit/s | sent Mbit/s | on the wire Mbit/s | publisher CPU | server CPU | "
+                 "subscriber CPU | machine busy | UDP rcvbuf drops | PLI | min decoded/sent | p99 latency | sustained |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sc:
             lat_txt = fmt(r["latency"]["p99_us_median"], " µs", 0) if r.get("latency") else "n/a"
             err = r.get("error")
             L.append(f"| {TOOL_NAMES[r['tool']]} | {r['tracks']} | {fmt(r.get('nominal_mbps'), '', 0)} | "
-                     f"{fmt(r.get('sent_mbps_median'), '', 0)} | {fmt(r.get('publisher_cpu_pct'), '%', 0)} | "
+                     f"{fmt(r.get('sent_mbps_median'), '', 0)} | {fmt(r.get('wire_mbps'), '', 0)} | "
+                     f"{fmt(r.get('publisher_cpu_pct'), '%', 0)} | "
                      f"{fmt(r.get('server_cpu_pct'), '%', 0)} | {fmt(r.get('subscriber_cpu_pct'), '%', 0)} | "
                      f"{fmt(r.get('machine_busy_pct'), '%', 0)} | {r.get('udp_rcvbuf_errors', 'n/a')}"
                      f"{drops_txt(r.get('udp_drops'))} | {r.get('plis', 'n/a')} | "
@@ -1265,7 +1491,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sendonly-runs", type=int, default=1, help="runs per send-only level (default 1)")
     p.add_argument("--skip-go", action="store_true", help="measure only this project")
     p.add_argument("--rebuild-go", action="store_true", help="rebuild tools/bin/gstreamer-publisher-go")
+    p.add_argument("--go-src", metavar="DIR", default=os.environ.get("BENCH_GO_SRC") or None,
+                   help="when `go install` of the Go tool fails (module not served by the proxy), "
+                        "`go build` it from DIR, a checkout of its source at 3cc870f, in a temporary "
+                        "copy with unserved pinned dependencies replaced (DIR is never changed); "
+                        "default $BENCH_GO_SRC. To get DIR: " + GO_SRC_HELP.replace("%", "%%"))
     p.add_argument("--no-build", action="store_true", help="skip cargo build --release")
+    p.add_argument("--binary", metavar="PATH",
+                   help="benchmark this build of ours instead of target/release (implies --no-build); "
+                        "e.g. a copy kept from before a change, for before/after figures")
+    p.add_argument("--perf", action="store_true",
+                   help="profile ours with `perf record -g --call-graph dwarf` (run as root) in the "
+                        "passthrough and send-only/throughput runs: logs/<run>-rs.perf.data plus "
+                        "a flat and a call-graph summary (.perf.txt); the sampling costs CPU, so the "
+                        "CPU figures of such a run are not comparable with a run without it")
     p.add_argument("--build-timeout", type=float, default=1800, help="seconds per build (default 1800)")
     p.add_argument("--out", help="JSON results file (default tools/bench-results/bench-<time>.json)")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -1275,6 +1514,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each tool")
     a = p.parse_args(argv)
     a.scenario_list = [x.strip() for x in a.scenarios.split(",") if x.strip()]
+    if a.binary:
+        a.no_build = True
     bad = set(a.scenario_list) - {"startup", "late", "passthrough", "throughput", "sendonly"}
     if bad:
         p.error(f"unknown scenario(s): {', '.join(sorted(bad))}")
@@ -1404,7 +1645,8 @@ def main(argv: list[str]) -> int:
                     f"({fmt(r.get('cpu_pct'), '%', 1)}), rss {fmt(r.get('rss_peak_mib'), ' MiB', 1)}, "
                     f"decoded {vid.get('frames')} frames {vid.get('width')}x{vid.get('height')} "
                     f"@{vid.get('fps')} fps, first video after {fmt(r.get('first_video_s'), ' s')}"
-                    + (f", latency p50 {lat.get('p50_us_median')} p99 {lat.get('p99_us_median')} µs"
+                    + (f", latency p50 {lat.get('p50_us_median')} p99 {lat.get('p99_us_median')} µs, "
+                       f"written {fmt(r.get('bitrate_mbps_median'), '', 2)} wire {fmt(r.get('wire_mbps'), '', 2)} Mbit/s"
                        if tool == "rs" else "")
                     + f" {r.get('error', '')}")
 
@@ -1427,7 +1669,8 @@ def main(argv: list[str]) -> int:
                         sc[scen].append(r)
                         log(f"{scen} {tool} {n} tracks ({r.get('nominal_mbps')} Mbit/s) run {k}: "
                             f"sustained={r.get('sustained')} min decoded ratio {r.get('min_decoded_ratio')} "
-                            f"sent {fmt(r.get('sent_mbps_median'), '', 1)} Mbit/s, "
+                            f"sent {fmt(r.get('sent_mbps_median'), '', 1)} Mbit/s "
+                            f"(wire {fmt(r.get('wire_mbps'), '', 1)}), "
                             f"pub cpu {r.get('publisher_cpu_pct')}% server {r.get('server_cpu_pct')}% "
                             f"sub {r.get('subscriber_cpu_pct')}% udp drops {r.get('udp_drops')} "
                             f"{r.get('error', '')}")
@@ -1441,6 +1684,11 @@ def main(argv: list[str]) -> int:
         raise
     finally:
         server.stop()
+        for data in PERF_FILES:
+            if data.exists():
+                log(f"perf: summarising {data.name}")
+                perf_summary(data)
+        res["perf"] = [str(d.with_suffix(".txt")) for d in PERF_FILES]
         bins["rs"].unlink(missing_ok=True)  # the private copy (100+ MB); its sha256 is in the JSON
         res["load_after"] = load_avg()
         res["elapsed_s"] = round(time.monotonic() - T_START, 1)

@@ -9,7 +9,15 @@
 //!
 //! - the encoder's input caps queries are narrowed to 8-bit 4:2:0 formats whenever upstream
 //!   can provide one (an explicit `format=Y444` upstream is left alone);
-//! - `x264enc` gets `bframes=0` stated explicitly when the user left it at its default.
+//! - `x264enc` gets `bframes=0` stated explicitly when the user left it at its default;
+//! - encoders left at defaults made for files, not for live publishing, get real-time ones
+//!   (each only where the user left the property at its default):
+//!   - `av1enc` (libaom's good-quality mode, speed 0: nothing is sent at all):
+//!     `usage-profile=realtime cpu-used=8`;
+//!   - `vp9enc` (a 1 s deadline per frame and 25 frames of lag: 23 fps and keyframes 0.8 s
+//!     late): `deadline=1 cpu-used=8 lag-in-frames=0`;
+//!   - `x264enc` without a `tune` (a 40-frame lookahead: a requested keyframe comes 1.5 s
+//!     late): `rc-lookahead=0 sync-lookahead=0`.
 //!
 //! It also rewrites a trailing caps string (`x264enc ! video/x-h264,profile=main`), which
 //! gst-launch syntax only accepts between two elements, into a capsfilter.
@@ -58,6 +66,22 @@ pub(crate) fn prepare_encoder(pad: &gst::Pad, codec: Codec) {
         .factory()
         .map(|f| f.name().to_string())
         .unwrap_or_default();
+    match factory.as_str() {
+        "av1enc" => {
+            set_if_default(&encoder, "usage-profile", Value::Str("realtime"));
+            set_if_default(&encoder, "cpu-used", Value::Int(8));
+        }
+        "vp9enc" => {
+            set_if_default(&encoder, "deadline", Value::Int64(1));
+            set_if_default(&encoder, "cpu-used", Value::Int(8));
+            set_if_default(&encoder, "lag-in-frames", Value::Int(0));
+        }
+        "x264enc" if is_default(&encoder, "tune") => {
+            set_if_default(&encoder, "rc-lookahead", Value::Int(0));
+            set_if_default(&encoder, "sync-lookahead", Value::Int(0));
+        }
+        _ => {}
+    }
     if factory == "x264enc" {
         if let Some(bframes) = encoder
             .find_property("bframes")
@@ -80,6 +104,42 @@ pub(crate) fn prepare_encoder(pad: &gst::Pad, codec: Codec) {
             }
         }
     }
+}
+
+/// A value for [`set_if_default`].
+enum Value {
+    Str(&'static str),
+    Int(i32),
+    Int64(i64),
+}
+
+/// True when the user left `name` at its default.
+fn is_default(encoder: &gst::Element, name: &str) -> bool {
+    encoder.find_property(name).is_some_and(|pspec| {
+        let value = encoder.property_value(name);
+        let default = pspec.default_value();
+        value.type_() == default.type_()
+            && value.compare(default) == Some(std::cmp::Ordering::Equal)
+    })
+}
+
+/// Sets `name` to `value` unless the user set it; only when the property exists with that
+/// type, so an older or newer encoder is left alone.
+fn set_if_default(encoder: &gst::Element, name: &str, value: Value) {
+    let Some(pspec) = encoder.find_property(name) else {
+        return;
+    };
+    if !is_default(encoder, name) {
+        return;
+    }
+    let t = pspec.value_type();
+    match value {
+        Value::Str(v) => encoder.set_property_from_str(name, v),
+        Value::Int(v) if t == i32::static_type() => encoder.set_property(name, v),
+        Value::Int64(v) if t == i64::static_type() => encoder.set_property(name, v),
+        _ => return,
+    }
+    tracing::debug!("{}: {name} set for live publishing", encoder.name());
 }
 
 /// Answer the encoder's caps queries with 8-bit 4:2:0 formats first, or only, when upstream

@@ -8,7 +8,7 @@ use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer::glib;
 
-use crate::error::Error;
+use crate::error::{excerpt, Error};
 
 /// Prefix of the names of the elements we add, so that our own parsers and sinks are never
 /// mistaken for the user's.
@@ -25,6 +25,12 @@ pub(crate) fn parse(description: &str) -> Result<gst::Pipeline, Error> {
         return Err(Error::Pipeline(
             "the pipeline description is empty; give one such as `videotestsrc ! x264enc`".into(),
         ));
+    }
+    if let Some(name) = duplicate_name(description) {
+        return Err(Error::Pipeline(format!(
+            "two elements are named '{}'; give each element its own name= (names are unique within a pipeline or bin)",
+            excerpt(&name, 80)
+        )));
     }
     let description = super::browser::trailing_caps_to_capsfilter(description);
     let description = description.as_str();
@@ -52,7 +58,7 @@ pub(crate) fn parse(description: &str) -> Result<gst::Pipeline, Error> {
 
 /// One line that names the problem and says what to do.
 fn parse_error(description: &str, error: &glib::Error, context: &gst::ParseContext) -> Error {
-    let message = error.message().trim_end_matches('.').to_string();
+    let message = excerpt(error.message().trim_end_matches('.'), 200).into_owned();
     let text = match error.kind::<gst::ParseError>() {
         Some(gst::ParseError::NoSuchElement) => {
             let name = context
@@ -60,12 +66,17 @@ fn parse_error(description: &str, error: &glib::Error, context: &gst::ParseConte
                 .into_iter()
                 .next()
                 .or_else(|| quoted(&message))
+                .map(|n| excerpt(&n, 80).into_owned())
                 .unwrap_or_else(|| message.clone());
             if description.contains(&format!("{name}/")) {
                 // A caps string is only valid between two elements: at the end, gst-launch
                 // reads `video/x-h264,…` as an element named "video".
                 format!(
                     "a caps string such as `{name}/…` cannot end the pipeline; write it as `! capsfilter caps=\"{name}/…\"`"
+                )
+            } else if let Some(package) = debian_package(&name) {
+                format!(
+                    "unknown element '{name}' in the pipeline: its plugin is not installed; on Debian install {package} (apt-get install {package})"
                 )
             } else {
                 format!(
@@ -91,6 +102,70 @@ fn parse_error(description: &str, error: &glib::Error, context: &gst::ParseConte
         _ => format!("cannot parse the pipeline ({message}); check the gst-launch-1.0 syntax"),
     };
     Error::Pipeline(text)
+}
+
+/// The first `name=` given to two elements of the same bin, if any. GStreamer would refuse
+/// the second element and then fail with a misleading "could not link" (and a raw warning).
+/// Names are per bin: `( … )` opens a bin of its own.
+fn duplicate_name(description: &str) -> Option<String> {
+    let mut bins: Vec<std::collections::HashSet<String>> = vec![Default::default()];
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let finish = |word: &mut String, bins: &mut Vec<std::collections::HashSet<String>>| {
+        let w = std::mem::take(word);
+        let value = w.strip_prefix("name=")?;
+        let value = value.trim_matches(|c| c == '"' || c == '\'').to_string();
+        let names = bins.last_mut()?;
+        (!names.insert(value.clone())).then_some(value)
+    };
+    for c in description.chars() {
+        if let Some(q) = quote {
+            word.push(c);
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => {
+                quote = Some(c);
+                word.push(c);
+            }
+            '(' | ')' | '!' => {
+                if let Some(dup) = finish(&mut word, &mut bins) {
+                    return Some(dup);
+                }
+                if c == '(' {
+                    bins.push(Default::default());
+                } else if c == ')' && bins.len() > 1 {
+                    bins.pop();
+                }
+            }
+            c if c.is_whitespace() => {
+                if let Some(dup) = finish(&mut word, &mut bins) {
+                    return Some(dup);
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    finish(&mut word, &mut bins)
+}
+
+/// The Debian package that brings `element`, for the elements this project knows (the list
+/// `scripts/elements.txt`, which the setup also installs from).
+pub(crate) fn debian_package(element: &str) -> Option<&'static str> {
+    const LIST: &str = include_str!("../../scripts/elements.txt");
+    LIST.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(element))
+                .then(|| words.next())
+                .flatten()
+        })
+        .filter(|p| *p != "-")
 }
 
 /// The first `"…"`-quoted word of a GStreamer message.
@@ -172,4 +247,28 @@ pub(crate) fn pad_names(pad: &gst::Pad) -> (String, String) {
         .map(|p| p.name().to_string())
         .unwrap_or_else(|| "?".to_string());
     (element, pad.name().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duplicate_name;
+
+    #[test]
+    fn duplicate_names_are_found_per_bin() {
+        assert_eq!(
+            duplicate_name("videotestsrc ! x264enc name=a audiotestsrc ! opusenc name=\"a\""),
+            Some("a".into())
+        );
+        assert_eq!(duplicate_name("videotestsrc name=a ! x264enc name=b"), None);
+        assert_eq!(
+            duplicate_name("( videotestsrc name=a ) ( audiotestsrc name=a ) x264enc"),
+            None,
+            "two bins may each have an `a`"
+        );
+        assert_eq!(
+            duplicate_name("filesrc location=\"name=x name=x\" ! fakesink"),
+            None,
+            "quoted values are not names"
+        );
+    }
 }

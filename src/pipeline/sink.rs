@@ -7,7 +7,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use gst::prelude::*;
 use gstreamer as gst;
@@ -27,7 +26,7 @@ const MAX_QUEUED_SAMPLES: u32 = 8;
 #[derive(Default)]
 pub(crate) struct Shared {
     state: Mutex<State>,
-    dropped: AtomicU64,
+    pub(super) dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -44,6 +43,8 @@ struct State {
     /// Whether appsinks wait for each frame's running time on the clock: yes for a pipeline
     /// without a live source, which would otherwise run as fast as the CPU allows.
     sync: bool,
+    /// The id of this pipeline's first output.
+    first_id: u32,
 }
 
 struct Slot {
@@ -66,6 +67,19 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Output ids start here (after those of an earlier pipeline).
+    pub(crate) fn set_first_id(&self, first: u32) {
+        self.state().first_id = first;
+    }
+
+    /// The id the next output would get.
+    pub(crate) fn next_id(&self) -> u32 {
+        let state = self.state();
+        state
+            .first_id
+            .saturating_add(u32::try_from(state.slots.len()).unwrap_or(u32::MAX))
     }
 
     pub(crate) fn set_channels(
@@ -117,8 +131,10 @@ impl Shared {
     pub(crate) fn add_output(&self, pad: &gst::Pad, codec: Codec, caps: &gst::CapsRef) -> OutputId {
         let (element, pad_name) = inspect::pad_names(pad);
         let mut state = self.state();
-        // Outputs are few (one per track); more than u32::MAX cannot be created.
-        let id = OutputId(u32::try_from(state.slots.len()).unwrap_or(u32::MAX));
+        // Outputs are few (one per track); more than u32::MAX cannot be created. Ids go on
+        // from those of an earlier pipeline (a restart), so none is ever reused.
+        let index = u32::try_from(state.slots.len()).unwrap_or(u32::MAX);
+        let id = OutputId(state.first_id.saturating_add(index));
         state.slots.push(Slot {
             output: Output {
                 id,
@@ -127,6 +143,7 @@ impl Shared {
                 codec,
                 format: caps::stream_format(caps, codec),
                 caps: caps::short_caps(caps, Some(codec)),
+                settings: Default::default(),
             },
             negotiated: false,
             sink_pad: None,
@@ -155,39 +172,51 @@ impl Shared {
     /// The appsink sink pad of a video output.
     pub(crate) fn video_sink_pad(&self, id: OutputId) -> Option<gst::Pad> {
         let state = self.state();
-        let slot = state.slots.get(usize::try_from(id.0).ok()?)?;
+        let slot = state.slots.iter().find(|s| s.output.id == id)?;
         if slot.output.kind() != MediaKind::Video {
             return None;
         }
         slot.sink_pad.as_ref()?.upgrade()
     }
 
+    /// The encoder that feeds output `id`, if any.
+    pub(crate) fn encoder(&self, id: OutputId) -> Option<gst::Element> {
+        let sink_pad = self.slot(id, |slot| slot.sink_pad.clone())??;
+        let peer = sink_pad.upgrade()?.peer()?;
+        super::browser::encoder_of(&peer)
+    }
+
     /// Caps reached the appsink of `id`: the output is ready (first time) or changed.
     fn negotiated(&self, id: OutputId, caps: &gst::CapsRef) {
-        let event = {
-            let mut state = self.state();
-            let Some(slot) = usize::try_from(id.0)
-                .ok()
-                .and_then(|i| state.slots.get_mut(i))
-            else {
-                return;
-            };
-            let codec = slot.output.codec;
-            let mut format = caps::stream_format(caps, codec);
-            if codec == Codec::Opus {
-                format.opus_dtx = slot
-                    .sink_pad
-                    .as_ref()
-                    .and_then(|p| p.upgrade())
-                    .and_then(|p| p.peer())
-                    .and_then(|peer| super::browser::encoder_of(&peer))
-                    .filter(|e| {
-                        e.find_property("dtx")
-                            .is_some_and(|p| p.value_type() == bool::static_type())
-                    })
-                    .map(|e| e.property::<bool>("dtx"));
-            }
-            slot.output.caps = caps::short_caps(caps, Some(codec));
+        // Read what we need under the lock, ask GStreamer outside it, update under it again.
+        let Some((codec, sink_pad)) =
+            self.slot(id, |slot| (slot.output.codec, slot.sink_pad.clone()))
+        else {
+            return;
+        };
+        let mut format = caps::stream_format(caps, codec);
+        let encoder = sink_pad
+            .and_then(|p| p.upgrade())
+            .and_then(|p| p.peer())
+            .and_then(|peer| super::browser::encoder_of(&peer));
+        format.keyframes_on_request = encoder.is_some();
+        if let Some(e) = &encoder {
+            format.encoder_bitrate = super::encoders::read_bitrate(e);
+            format.adaptable = codec != Codec::Opus
+                && e.factory()
+                    .is_some_and(|f| super::encoders::bitrate_property(&f.name()).is_some());
+        }
+        if codec == Codec::Opus {
+            format.opus_dtx = encoder
+                .filter(|e| {
+                    e.find_property("dtx")
+                        .is_some_and(|p| p.value_type() == bool::static_type())
+                })
+                .map(|e| e.property::<bool>("dtx"));
+        }
+        let short = caps::short_caps(caps, Some(codec));
+        let event = self.slot(id, |slot| {
+            slot.output.caps = short;
             if !slot.negotiated {
                 slot.negotiated = true;
                 slot.output.format = format;
@@ -198,10 +227,48 @@ impl Shared {
             } else {
                 None
             }
-        };
-        if let Some(event) = event {
+        });
+        if let Some(event) = event.flatten() {
             tracing::debug!(?event, "output caps");
             self.emit(event);
+        }
+    }
+
+    /// Runs `f` on output `id`'s slot under the lock (which `f` must not call GStreamer in).
+    fn slot<T>(&self, id: OutputId, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+        let mut state = self.state();
+        let slot = state.slots.iter_mut().find(|s| s.output.id == id)?;
+        Some(f(slot))
+    }
+}
+
+/// Why a sink could not be attached to an output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AttachError {
+    /// A parser we insert is not installed.
+    MissingElement {
+        factory: &'static str,
+        package: &'static str,
+    },
+    /// The appsink has no sink pad (a broken GStreamer installation).
+    NoSinkPad,
+    /// Adding, linking or starting the chain failed.
+    Chain { output: String, why: String },
+}
+
+impl std::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachError::MissingElement { factory, package } => write!(
+                f,
+                "the GStreamer element {factory} is missing; install {package} (apt-get install {package})"
+            ),
+            AttachError::NoSinkPad => {
+                f.write_str("appsink has no sink pad; check the GStreamer installation")
+            }
+            AttachError::Chain { output, why } => {
+                write!(f, "cannot attach a sink to {output}: {why}")
+            }
         }
     }
 }
@@ -218,8 +285,8 @@ fn decide(shared: &Arc<Shared>, pad: &gst::Pad, caps: &gst::CapsRef, sometimes: 
     match caps::classify(caps) {
         Verdict::Publishable(codec) => {
             let id = shared.add_output(pad, codec, caps);
-            if let Err(message) = link_chain(shared, pad, id, codec, true) {
-                shared.emit_error(message);
+            if let Err(e) = link_chain(shared, pad, id, codec, true) {
+                shared.emit_error(e.to_string());
             }
         }
         Verdict::Unsupported(media_type) => reject(shared, pad, &media_type, sometimes),
@@ -287,7 +354,7 @@ fn sink_caps(codec: Codec) -> gst::Caps {
             .field("alignment", "au")
             .field(
                 "profile",
-                gst::List::new(["constrained-baseline", "baseline", "main", "high"]),
+                gst::List::new(crate::media::BROWSER_H264_PROFILES),
             )
             .build(),
         Codec::Av1 => gst::Caps::builder("video/x-av1")
@@ -300,14 +367,13 @@ fn sink_caps(codec: Codec) -> gst::Caps {
     }
 }
 
-fn make_parser(factory: &str, id: OutputId) -> Result<gst::Element, String> {
+fn make_parser(factory: &'static str, id: OutputId) -> Result<gst::Element, AttachError> {
     gst::ElementFactory::make(factory)
         .name(format!("{OWN_PREFIX}{factory}-{}", id.0))
         .build()
-        .map_err(|_| {
-            format!(
-                "the GStreamer element {factory} is missing; install gst-plugins-bad (Debian: gstreamer1.0-plugins-bad)"
-            )
+        .map_err(|_| AttachError::MissingElement {
+            factory,
+            package: inspect::debian_package(factory).unwrap_or("gstreamer1.0-plugins-bad"),
         })
 }
 
@@ -320,7 +386,7 @@ pub(crate) fn link_chain(
     id: OutputId,
     codec: Codec,
     running: bool,
-) -> Result<(), String> {
+) -> Result<(), AttachError> {
     super::browser::prepare_encoder(pad, codec);
     let mut chain = Vec::new();
     match codec {
@@ -352,12 +418,10 @@ pub(crate) fn link_chain(
         .enable_last_sample(false)
         .async_(!running);
     if let Some(frames) = frames {
-        builder = builder.callbacks(frame_callbacks(shared, id, codec, frames));
+        builder = builder.callbacks(super::frames::callbacks(shared, id, codec, frames));
     }
     let appsink = builder.build();
-    let sink_pad = appsink
-        .static_pad("sink")
-        .ok_or_else(|| "appsink has no sink pad; check the GStreamer installation".to_string())?;
+    let sink_pad = appsink.static_pad("sink").ok_or(AttachError::NoSinkPad)?;
     let watcher = Arc::clone(shared);
     sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
         match info.event().map(|e| e.view()) {
@@ -369,10 +433,7 @@ pub(crate) fn link_chain(
     });
     {
         let mut state = shared.state();
-        if let Some(slot) = usize::try_from(id.0)
-            .ok()
-            .and_then(|i| state.slots.get_mut(i))
-        {
+        if let Some(slot) = state.slots.iter_mut().find(|s| s.output.id == id) {
             slot.sink_pad = Some(sink_pad.downgrade());
         }
     }
@@ -382,9 +443,12 @@ pub(crate) fn link_chain(
 
 /// Adds `chain` next to the pad's element, links it up, brings it to the pipeline's state and
 /// only then links `pad` to its head, so no data reaches an element still in NULL.
-fn add_and_link(pad: &gst::Pad, chain: &[gst::Element]) -> Result<(), String> {
+fn add_and_link(pad: &gst::Pad, chain: &[gst::Element]) -> Result<(), AttachError> {
     let (element, pad_name) = inspect::pad_names(pad);
-    let fail = |what: String| format!("cannot attach a sink to {element}.{pad_name}: {what}");
+    let fail = |why: String| AttachError::Chain {
+        output: format!("{element}.{pad_name}"),
+        why,
+    };
     let bin = pad
         .parent_element()
         .and_then(|e| e.parent())
@@ -406,64 +470,6 @@ fn add_and_link(pad: &gst::Pad, chain: &[gst::Element]) -> Result<(), String> {
         fail(format!("{e:?} (it offers {caps})"))
     })?;
     Ok(())
-}
-
-fn frame_callbacks(
-    shared: &Arc<Shared>,
-    id: OutputId,
-    codec: Codec,
-    frames: mpsc::Sender<Frame>,
-) -> gst_app::AppSinkCallbacks {
-    let shared = Arc::clone(shared);
-    gst_app::AppSinkCallbacks::builder()
-        .new_sample(move |sink| {
-            // Only fails when flushing or at EOS, when there is nothing to take.
-            let Ok(sample) = sink.pull_sample() else {
-                return Ok(gst::FlowSuccess::Ok);
-            };
-            let Some(frame) = frame_from_sample(id, codec, &sample) else {
-                return Ok(gst::FlowSuccess::Ok);
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = frames.try_send(frame) {
-                let dropped = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped == 1 || dropped % 100 == 0 {
-                    tracing::warn!(dropped, "frames channel full; dropping frames");
-                }
-            }
-            Ok(gst::FlowSuccess::Ok)
-        })
-        .build()
-}
-
-/// One encoded frame, or `None` for buffers that are not media (gaps, Opus headers) or that
-/// fall outside the segment.
-fn frame_from_sample(id: OutputId, codec: Codec, sample: &gst::Sample) -> Option<Frame> {
-    let buffer = sample.buffer()?;
-    if buffer.flags().contains(gst::BufferFlags::GAP) || buffer.size() == 0 {
-        return None;
-    }
-    let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
-    let running_time = segment.to_running_time(buffer.pts().or(buffer.dts()))?;
-    let map = buffer.map_readable().ok()?;
-    let data = map.as_slice();
-    if codec == Codec::Opus
-        && (buffer.flags().contains(gst::BufferFlags::HEADER)
-            || data.starts_with(b"OpusHead")
-            || data.starts_with(b"OpusTags"))
-    {
-        return None;
-    }
-    Some(Frame {
-        output: id,
-        running_time: Duration::from_nanos(running_time.nseconds()),
-        duration: buffer
-            .duration()
-            .map(|d| Duration::from_nanos(d.nseconds())),
-        keyframe: codec.kind() == MediaKind::Audio
-            || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-        data: std::sync::Arc::from(data),
-        captured: std::time::Instant::now(),
-    })
 }
 
 #[cfg(test)]

@@ -8,9 +8,23 @@ JSON object on stdout when it ends. Logs go to stderr only.
     subscriber.py --url ws://127.0.0.1:PORT --api-key K --api-secret S --room R
                   [--identity sub] [--duration SECONDS]
                   [--wait-tracks N] [--exit-after-frames N] [--print-events]
+                  [--frame-log PATH [--frame-log-edge]]
 
 Times (`*_seconds`, `t`) are seconds since this process started (monotonic);
 `*_t_wall` fields are unix times (float) so a test can relate them to its own clock.
+
+--frame-log PATH (optional; off by default) writes one JSON line per decoded video frame
+(the publisher's frames only: not the server's blank frames, not frames decoded after an
+unsubscribe), written as the frame arrives:
+    {"sid": track sid, "wall": unix time of arrival, "mono": this process's monotonic
+     seconds (the `t` clock above), "ts_us": the SDK's VideoFrameEvent.timestamp_us,
+     "w": width, "h": height}
+With --frame-log-edge each line also has "edge_x": the column (in pixels of a 1280-wide
+picture) of the strongest dark-to-bright step in rows 80-120 of 720, and "edge_step": that
+step's height in luma levels. For `videotestsrc pattern=smpte horizontal-speed=N` that step is
+the scrolled picture's seam, at (-N * frame index) mod 1280: the frame's index, i.e. its
+capture time, read from the picture itself (scripts/bench-constrained uses it to tell how far
+behind real time the frames are; timestamp_us is the receiver's own render time).
 
 Exit codes: 0 it ran (whatever it saw), 2 it could not connect (JSON has
 "connected": false and "error"), 3 the hard timeout fired (JSON still printed,
@@ -75,6 +89,18 @@ def emit_result(obj: dict[str, Any], code: int) -> None:
             except Exception:  # noqa: BLE001
                 pass
         os._exit(code)
+
+
+def seam_edge(data: Any, w: int, h: int) -> tuple[float, float]:
+    """(column scaled to a 1280-wide picture, height) of the strongest dark-to-bright luma step
+    across rows 80-120 of 720 (scaled), the left edge wrapping around (see --frame-log-edge)."""
+    import numpy as np
+
+    y = np.frombuffer(data, dtype=np.uint8, count=w * h).reshape(h, w)
+    row = y[h * 80 // 720: max(h * 120 // 720, h * 80 // 720 + 1)].astype(np.int32).mean(axis=0)
+    dif = np.diff(np.concatenate([row[-1:], row]))
+    i = int(np.argmax(dif))
+    return round(i * 1280 / w, 1), round(float(dif[i]), 1)
 
 
 def enum_name(enum_type: Any, value: int, prefix: str) -> str:
@@ -220,6 +246,9 @@ class Subscriber:
         self.error: str | None = None
         self.stop = asyncio.Event()
         self.tasks: dict[str, asyncio.Task] = {}
+        # --frame-log: line-buffered, so every line is on disk even when the process
+        # leaves through os._exit (emit_result, the watchdog)
+        self.frame_log = open(args.frame_log, "w", buffering=1) if args.frame_log else None
         self.room_sid = ""
         self.wait_tracks = args.wait_tracks
         self.exit_after = args.exit_after_frames
@@ -320,6 +349,19 @@ class Subscriber:
                 if st.first_timestamp_us is None:
                     st.first_timestamp_us = ev.timestamp_us
                 st.last_timestamp_us = ev.timestamp_us
+                if self.frame_log is not None:
+                    try:
+                        line = {
+                            "sid": st.sid, "wall": round(time.time(), 6),
+                            "mono": round(time.monotonic() - T0_MONO, 6),
+                            "ts_us": ev.timestamp_us, "w": w, "h": h,
+                        }
+                        if self.args.frame_log_edge and f.type in luma_types:
+                            line["edge_x"], line["edge_step"] = seam_edge(f.data, w, h)
+                        self.frame_log.write(json.dumps(line) + "\n")
+                    except Exception as e:  # noqa: BLE001 - a full disk must not stop decoding
+                        log.warning("frame log: %s", e)
+                        self.frame_log = None
                 # mean luma, sampled about twice a second (cheap)
                 if f.type in luma_types and t - st.last_luma_sample >= 0.5:
                     st.last_luma_sample = t
@@ -437,6 +479,16 @@ class Subscriber:
             if old is not None:
                 old.cancel()
             if track.kind == rtc.TrackKind.KIND_VIDEO:
+                if self.args.video_quality:
+                    # a simulcast layer, as a viewer with a small window would pick
+                    quality = getattr(rtc.VideoQuality, f"VIDEO_QUALITY_{self.args.video_quality.upper()}")
+                    try:
+                        pub.set_video_quality(quality)
+                        self.event("video_quality_set", sid=pub.sid, quality=self.args.video_quality,
+                                   simulcasted=True)
+                    except ValueError as e:
+                        self.event("video_quality_set", sid=pub.sid, quality=self.args.video_quality,
+                                   simulcasted=False, error=str(e))
                 self.tasks[pub.sid] = asyncio.ensure_future(self.read_video(track, st))
             elif track.kind == rtc.TrackKind.KIND_AUDIO:
                 self.tasks[pub.sid] = asyncio.ensure_future(self.read_audio(track, st))
@@ -582,7 +634,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True)
     p.add_argument("--api-key", required=True)
-    p.add_argument("--api-secret", required=True)
+    p.add_argument("--api-secret", default=os.environ.get("LIVEKIT_API_SECRET"),
+                   help="API secret (default: $LIVEKIT_API_SECRET; the environment keeps it out of argv)")
     p.add_argument("--room", required=True)
     p.add_argument("--identity", default="sub")
     p.add_argument("--duration", type=float, default=10.0, help="seconds to stay, counted from connect")
@@ -594,8 +647,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--audio-sample-rate", type=int, default=48000)
     p.add_argument("--audio-channels", type=int, default=1)
     p.add_argument("--print-events", action="store_true", help="print each event as a JSON line on stderr")
+    p.add_argument("--video-quality", choices=["low", "medium", "high"], default=None,
+                   help="ask for this simulcast layer of every video track")
+    p.add_argument("--frame-log", metavar="PATH", default=None,
+                   help="write one JSON line per decoded video frame to PATH: "
+                        "{sid, wall, mono, ts_us, w, h} (default: off)")
+    p.add_argument("--frame-log-edge", action="store_true",
+                   help="with --frame-log: also log edge_x/edge_step, the seam of a scrolled "
+                        "test picture (videotestsrc horizontal-speed), which tells the frame's index")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.api_secret:
+        p.error("--api-secret (or LIVEKIT_API_SECRET) is required")
+    return args
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,502 @@
+//! The RTC driver: one str0m [`Rtc`] per peer connection, its transports and its clock.
+//!
+//! A [`Peer`] applies what the session decided (offers, answers, candidates, routed frames,
+//! which paths to gather), moves str0m's packets over the path each one belongs to, and
+//! reports what str0m saw as [`PeerEvent`]s. One small module per transport: [`udp`] (host
+//! sockets), [`tcp`] (ICE over TCP, RFC 4571 framing), [`turn`] (relays over UDP, TCP or
+//! TLS). It decides nothing: which paths to try, which payload type a frame uses, how the
+//! offer is ordered and what a failure means are the session's. After every mutation it
+//! drains str0m (its single-mutation rule), keeping the events for [`Peer::events`].
+//!
+//! One drain is one wake-up's worth of sending: str0m's pacer lets one packet out per
+//! `Input::Timeout` and asks for the next one a microsecond later, so the drain goes on
+//! feeding it the time for as long as something is due (see [`Peer::drain`]).
+
+mod negotiation;
+mod tcp;
+mod turn;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::change::SdpPendingOffer;
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Frequency, MediaTime, Mid, Pt, Rid};
+use str0m::net::{Protocol, Receive, TcpType};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::sync::mpsc;
+
+use tcp::TcpLinks;
+use turn::{RelayNews, Relays};
+use udp::UdpSockets;
+
+use crate::error::RtcError;
+use crate::session::{IcePolicy, Pc, Route};
+
+/// Something received for a peer connection.
+pub struct Datagram {
+    pub pc: Pc,
+    pub arrival: Arrival,
+    pub data: Vec<u8>,
+}
+
+/// Where a [`Datagram`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// On a host UDP socket.
+    Udp {
+        local: SocketAddr,
+        source: SocketAddr,
+    },
+    /// One de-framed packet on an ICE-TCP connection from our candidate `local` (`ip:9`).
+    Tcp {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// A relay's link to its TURN server is up (no data).
+    RelayUp {
+        relay: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// Bytes from a relay's TURN server.
+    Relay { relay: usize },
+}
+
+/// The path media currently takes, for logs and statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Udp,
+    Tcp,
+    Relay,
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Path::Udp => "udp",
+            Path::Tcp => "tcp",
+            Path::Relay => "relay",
+        })
+    }
+}
+
+/// What a peer reports to the run loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerEvent {
+    Connected,
+    /// ICE lost connectivity (may come back).
+    Disconnected,
+    /// The DTLS/SCTP association closed or the peer failed for good.
+    Closed,
+    KeyframeRequest(Mid, Option<String>),
+    /// The bandwidth estimate of the connection (bit/s).
+    Estimate(u64),
+    /// A local candidate found after the SDP was made (SDP text), to trickle.
+    LocalCandidate(String),
+    /// Media now takes this path (and to this remote address).
+    Path(Path, SocketAddr),
+    /// Cumulative egress counters for one sending mid.
+    Egress(Mid, crate::stats::Egress),
+}
+
+/// The most `Input::Timeout`s one drain feeds str0m before it returns to the run loop (which
+/// comes back at once, see [`Peer::poll_timeout`]): str0m's pacer sends at most ~63 kB per
+/// burst, about 50 packets, so this only bounds a drain that would not end.
+const MAX_DUE_ROUNDS: usize = 512;
+
+/// One peer connection.
+pub struct Peer {
+    pc: Pc,
+    rtc: Rtc,
+    /// When the peer was made: the "already due" deadline [`Peer::poll_timeout`] gives.
+    created: Instant,
+    udp: Option<UdpSockets>,
+    tcp: TcpLinks,
+    relays: Relays,
+    /// The path of the last packet str0m sent that was not a connectivity check.
+    path: Option<(Path, SocketAddr)>,
+    pending_offer: Option<SdpPendingOffer>,
+    next_timeout: Instant,
+    connected: bool,
+    /// The media sections we send on.
+    send_mids: Vec<Mid>,
+    /// Events drained from str0m, not yet handed out.
+    events: Vec<PeerEvent>,
+    /// For the start-up logs: SSRCs whose first RTP packet went out, and whether a packet
+    /// with the marker bit (the end of their first frame) went out too.
+    rtp_seen: Vec<(u32, bool)>,
+}
+
+/// Builds and drops one peer connection on a thread of its own, so that the crypto library's
+/// first use (about 40 ms: its tables, the first DTLS certificate) is not paid on the run
+/// loop when the publisher connection is made right after the join.
+pub fn warm_up() {
+    let spawned = std::thread::Builder::new()
+        .name("rtc-warm-up".into())
+        .spawn(|| drop(rtc_config().build(Instant::now())));
+    if let Err(e) = spawned {
+        tracing::debug!("no warm-up thread: {e}");
+    }
+}
+
+fn rtc_config() -> RtcConfig {
+    // Only what we publish: Opus, VP8, VP9 profile 0, AV1, and H.264 in the four profiles
+    // browsers decode, packetization-mode 1. The session orders each offer's sections.
+    let mut config = RtcConfig::new()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_av1(true);
+    {
+        let codecs = config.codec_config();
+        codecs.add_h264(102.into(), Some(103.into()), true, 0x42e01f);
+        codecs.add_h264(104.into(), Some(105.into()), true, 0x42001f);
+        codecs.add_h264(106.into(), Some(107.into()), true, 0x4d001f);
+        codecs.add_h264(108.into(), Some(109.into()), true, 0x64001f);
+        codecs.add_config(
+            98.into(),
+            Some(99.into()),
+            RtcCodec::Vp9,
+            Frequency::NINETY_KHZ,
+            None,
+            str0m::format::FormatParams {
+                profile_id: Some(0),
+                ..Default::default()
+            },
+        );
+    }
+    config.set_stats_interval(Some(Duration::from_secs(1)))
+}
+
+impl Peer {
+    /// Create the `Rtc` and gather the paths `policy` asks for: host UDP sockets and ICE-TCP
+    /// candidates, and an allocation on each relay. Received packets go to `datagrams`.
+    /// Must be called inside the tokio runtime.
+    pub fn new(
+        pc: Pc,
+        now: Instant,
+        policy: &IcePolicy,
+        tls: &Arc<rustls::ClientConfig>,
+        datagrams: &mpsc::Sender<Datagram>,
+    ) -> Result<Peer, RtcError> {
+        tracing::debug!(?pc, "creating the peer connection");
+        let mut config = rtc_config();
+        if pc == Pc::Publisher {
+            // Congestion control on transport-wide feedback; its pacer spreads each frame.
+            config = config.enable_bwe(Some(Bitrate::bps(crate::session::START_ESTIMATE)));
+        }
+        let mut rtc = config.build(now);
+        tracing::debug!(?pc, "str0m Rtc built (DTLS certificate made)");
+        let udp = if policy.host {
+            let udp = UdpSockets::bind(pc, datagrams)?;
+            for local in udp.addresses() {
+                for candidate in [
+                    Candidate::host(local, "udp"),
+                    // ICE over TCP: an active candidate on port 9 per address.
+                    Candidate::builder()
+                        .tcp()
+                        .host(SocketAddr::new(local.ip(), tcp::ACTIVE_PORT))
+                        .tcptype(TcpType::Active)
+                        .build(),
+                ] {
+                    match candidate {
+                        Ok(c) => {
+                            rtc.add_local_candidate(c);
+                        }
+                        Err(e) => tracing::debug!(%local, "not a usable candidate: {e}"),
+                    }
+                }
+            }
+            tracing::debug!(?pc, "host UDP sockets bound");
+            Some(udp)
+        } else {
+            None
+        };
+        if !policy.host && policy.relays.is_empty() {
+            return Err(RtcError::NoSockets(
+                "relay only, and no TURN server to relay through".into(),
+            ));
+        }
+        Ok(Peer {
+            pc,
+            rtc,
+            created: now,
+            udp,
+            tcp: TcpLinks::new(pc, datagrams),
+            relays: Relays::start(pc, now, &policy.relays, tls, datagrams),
+            path: None,
+            pending_offer: None,
+            next_timeout: now,
+            connected: false,
+            send_mids: Vec::new(),
+            events: Vec::new(),
+            rtp_seen: Vec::new(),
+        })
+    }
+
+    /// When str0m or a relay next needs [`Peer::handle_timeout`]. Something already due
+    /// gives an instant long past (the peer's creation): tokio rounds a timer's deadline up
+    /// to its next millisecond tick unless the tick has already gone, so "due 1 µs ago" would
+    /// wait up to a millisecond.
+    pub fn poll_timeout(&mut self, now: Instant) -> Instant {
+        let t = match self.relays.poll_timeout(now) {
+            Some(t) => t.min(self.next_timeout),
+            None => self.next_timeout,
+        };
+        if t <= now {
+            self.created.min(t)
+        } else {
+            t
+        }
+    }
+
+    /// The events gathered since the last call.
+    pub fn events(&mut self) -> std::vec::Drain<'_, PeerEvent> {
+        self.events.drain(..)
+    }
+
+    /// Write one encoded frame as the session routed it.
+    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>) {
+        let Some(freq) = Frequency::new(route.clock_rate) else {
+            return;
+        };
+        let Some(mut writer) = self.rtc.writer(route.mid) else {
+            return;
+        };
+        if let Some(rid) = route.rid {
+            writer = writer.rid(Rid::from(rid));
+        }
+        let time = MediaTime::new(route.rtp_time, freq);
+        if let Err(e) = writer.write(Pt::from(route.pt), route.wallclock, time, data) {
+            tracing::debug!(mid = %route.mid, "write failed: {e}");
+        }
+        self.drain();
+    }
+
+    /// The bandwidth estimator's bounds (bit/s).
+    pub fn set_bandwidth_limits(&mut self, min: u64, desired: u64) {
+        self.rtc
+            .bwe()
+            .set_bitrate(Bitrate::bps(min), Bitrate::bps(desired));
+        self.drain();
+    }
+
+    /// Feed what a transport received.
+    pub fn receive(&mut self, now: Instant, d: Datagram) {
+        match d.arrival {
+            Arrival::Udp { local, source } => self.feed(now, Protocol::Udp, source, local, &d.data),
+            Arrival::Tcp { local, remote } => self.feed(now, Protocol::Tcp, remote, local, &d.data),
+            Arrival::RelayUp {
+                relay,
+                local,
+                remote,
+            } => {
+                let news = self.relays.up(now, relay, local, remote);
+                self.on_relay_news(now, news);
+            }
+            Arrival::Relay { relay } => {
+                let news = self.relays.receive(now, relay, d.data);
+                self.on_relay_news(now, news);
+            }
+        }
+    }
+
+    fn feed(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(receive) = Receive::new(proto, source, destination, data) else {
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        if self.rtc.accepts(&input) {
+            if let Err(e) = self.rtc.handle_input(input) {
+                tracing::debug!(pc = ?self.pc, "input: {e}");
+            }
+            self.drain();
+        }
+    }
+
+    fn on_relay_news(&mut self, now: Instant, news: Vec<RelayNews>) {
+        for n in news {
+            match n {
+                RelayNews::Allocated { relayed, local } => {
+                    match Candidate::relayed(relayed, local, "udp") {
+                        Ok(c) => {
+                            if let Some(added) = self.rtc.add_local_candidate(c) {
+                                self.events
+                                    .push(PeerEvent::LocalCandidate(added.to_sdp_string()));
+                            }
+                            self.kick(now);
+                        }
+                        Err(e) => tracing::debug!(%relayed, "not a usable relay candidate: {e}"),
+                    }
+                }
+                RelayNews::Packet {
+                    peer,
+                    relayed,
+                    data,
+                } => self.feed(now, Protocol::Udp, peer, relayed, &data),
+            }
+        }
+    }
+
+    /// Advance time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_timeout <= now {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(pc = ?self.pc, "timeout: {e}");
+            }
+            self.drain();
+        }
+        let news = self.relays.handle_timeout(now);
+        self.on_relay_news(now, news);
+    }
+
+    /// After SDP changes: str0m's ICE agent needs one timeout to start checking.
+    fn kick(&mut self, now: Instant) {
+        self.drain();
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(pc = ?self.pc, "timeout: {e}");
+        }
+        self.drain();
+    }
+
+    /// Drain str0m's output: keep events, remember the next timeout, and send what is due
+    /// now. str0m's pacer releases one packet per `Input::Timeout` and asks for the next one
+    /// a microsecond later (packetizing a written frame is also "due now"), so while its
+    /// timeout has come the drain feeds it the time again, instead of a trip through the run
+    /// loop and its millisecond timer per packet (which capped a peer at about 1,000
+    /// packets a second and spread each frame over milliseconds).
+    fn drain(&mut self) {
+        let mut rounds = 0;
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.next_timeout = t;
+                    let now = Instant::now();
+                    if t > now || rounds == MAX_DUE_ROUNDS {
+                        break;
+                    }
+                    rounds += 1;
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(pc = ?self.pc, "timeout: {e}");
+                        break;
+                    }
+                }
+                Ok(Output::Transmit(t)) => self.transmit(&t),
+                Ok(Output::Event(e)) => self.on_event(e),
+                Err(e) => {
+                    tracing::warn!(pc = ?self.pc, "peer connection failed: {e}");
+                    self.next_timeout = Instant::now() + Duration::from_secs(3600);
+                    self.events.push(PeerEvent::Closed);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Send one packet over the path it belongs to.
+    fn transmit(&mut self, t: &str0m::net::Transmit) {
+        let path = if t.proto == Protocol::Tcp {
+            self.tcp.send(t.source, t.destination, &t.contents);
+            Path::Tcp
+        } else if self.relays.is_relayed(t.source) {
+            self.relays
+                .send(Instant::now(), t.source, t.destination, &t.contents);
+            Path::Relay
+        } else {
+            if let Some(udp) = self.udp.as_mut() {
+                udp.send(t.source, t.destination, &t.contents);
+            }
+            Path::Udp
+        };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            self.log_first_rtp(&t.contents);
+        }
+        // Media and DTLS (not STUN: checks go out on every pair) tell the path in use.
+        let stun = t.contents.first().is_some_and(|b| *b < 2);
+        if self.connected && !stun && self.path != Some((path, t.destination)) {
+            self.path = Some((path, t.destination));
+            self.events.push(PeerEvent::Path(path, t.destination));
+        }
+    }
+
+    /// Debug log of each SSRC's first RTP packet on the wire, and of its first packet with
+    /// the marker bit (for video: the last packet of the first frame, a keyframe); at trace
+    /// level every packet with the marker bit (the end of each frame) too.
+    fn log_first_rtp(&mut self, p: &[u8]) {
+        // RTP version 2 and not RTCP (packet types 192-223: 64-95 without the marker bit).
+        if p.len() < 12 || p[0] >> 6 != 2 || (64..96).contains(&(p[1] & 0x7f)) {
+            return;
+        }
+        let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+        let (pt, marker) = (p[1] & 0x7f, p[1] & 0x80 != 0);
+        if marker {
+            tracing::trace!(pc = ?self.pc, ssrc, pt, "RTP packet with the marker bit sent");
+        }
+        match self.rtp_seen.iter_mut().find(|(s, _)| *s == ssrc) {
+            None => {
+                tracing::debug!(pc = ?self.pc, ssrc, pt, marker, "first RTP packet sent");
+                self.rtp_seen.push((ssrc, marker));
+            }
+            Some((_, done)) if marker && !*done => {
+                *done = true;
+                tracing::debug!(pc = ?self.pc, ssrc, pt, "first RTP packet with the marker bit sent");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        let event = match e {
+            Event::Connected => {
+                tracing::debug!(pc = ?self.pc, "DTLS connected");
+                self.connected = true;
+                PeerEvent::Connected
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                PeerEvent::Disconnected
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.connected => PeerEvent::Connected, // connectivity came back
+            Event::IceConnectionStateChange(s) => {
+                tracing::debug!(pc = ?self.pc, "ICE {s:?}");
+                return;
+            }
+            Event::KeyframeRequest(k) => {
+                PeerEvent::KeyframeRequest(k.mid, k.rid.map(|r| r.to_string()))
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                PeerEvent::Estimate(estimate.as_u64())
+            }
+            Event::MediaEgressStats(s) => PeerEvent::Egress(
+                s.mid,
+                crate::stats::Egress {
+                    bytes: s.bytes,
+                    packets: s.packets,
+                    firs: s.firs,
+                    plis: s.plis,
+                    nacks: s.nacks,
+                    rtt: s.rtt,
+                    loss: s.loss,
+                },
+            ),
+            Event::ChannelOpen(_, label) => {
+                tracing::debug!(pc = ?self.pc, "data channel {label} open");
+                return;
+            }
+            _ => return,
+        };
+        self.events.push(event);
+    }
+}

@@ -1,0 +1,267 @@
+//! Routing one frame: whether it goes out, on which media section, with which payload type,
+//! at which RTP time.
+//!
+//! One media clock serves every track: a buffer's running time (its PTS through the segment)
+//! becomes an RTP timestamp at the codec's clock rate and a wallclock instant on one shared
+//! base, so audio and video stay in sync. The payload type of each section is chosen once,
+//! when the answer is applied, from what was negotiated.
+
+use std::time::{Duration, Instant};
+
+use super::connection::Phase;
+use super::timers::Timer;
+use super::tracks::TrackState;
+use super::{Mid, Session};
+use crate::media::{Codec, OutputId};
+
+/// Where and how a frame goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub mid: Mid,
+    /// The simulcast layer (its rid), for a track in layers.
+    pub rid: Option<&'static str>,
+    /// The negotiated payload type.
+    pub pt: u8,
+    /// RTP time in units of `clock_rate`.
+    pub rtp_time: u64,
+    pub clock_rate: u32,
+    /// The frame's capture time on the shared media clock (for RTCP sender reports).
+    pub wallclock: Instant,
+}
+
+/// One payload type negotiated for a media section, as the driver read it from the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub pt: u8,
+    /// `None` for codecs we never send (RTX, RED, …).
+    pub codec: Option<Codec>,
+    /// H.264: `packetization-mode`.
+    pub packetization_mode: Option<u8>,
+    /// H.264: `profile-level-id` as a number (e.g. 0x42e01f).
+    pub profile_level_id: Option<u32>,
+}
+
+/// The payload type to send `codec` with, among the negotiated ones. For H.264: one with
+/// packetization-mode 1 and the stream's own profile (the first four hex digits of its
+/// profile-level-id), else any with packetization-mode 1, else any.
+pub fn choose_payload(
+    codec: Codec,
+    h264_profile_level_id: Option<&str>,
+    negotiated: &[Payload],
+) -> Option<u8> {
+    let same_codec: Vec<&Payload> = negotiated
+        .iter()
+        .filter(|p| p.codec == Some(codec))
+        .collect();
+    if codec != Codec::H264 {
+        return same_codec.first().map(|p| p.pt);
+    }
+    let want_profile = h264_profile_level_id.and_then(profile_prefix);
+    let mode1 = |p: &&&Payload| p.packetization_mode == Some(1);
+    same_codec
+        .iter()
+        .filter(mode1)
+        .find(|p| want_profile.is_none_or(|w| p.profile_level_id.map(|id| id >> 8) == Some(w)))
+        .or_else(|| same_codec.iter().find(mode1))
+        .or(same_codec.first())
+        .map(|p| p.pt)
+}
+
+/// First four hex digits of an H.264 profile-level-id (profile_idc + constraint flags).
+pub(crate) fn profile_prefix(id: &str) -> Option<u32> {
+    (id.len() == 6)
+        .then(|| u32::from_str_radix(&id[..4], 16).ok())
+        .flatten()
+}
+
+/// Running time → media time and wallclock, one base for every track.
+///
+/// A restarted pipeline starts its running time from zero again; the clock then shifts the
+/// new running times so that media time goes on from where it was (timestamps that jumped
+/// back would look like another stream to the server and to decoders).
+#[derive(Debug, Default)]
+pub(crate) struct MediaClock {
+    base: Option<Instant>,
+    /// Added to every running time (grows at each pipeline restart).
+    offset: Duration,
+    /// The latest media time given out.
+    latest: Duration,
+    /// A new pipeline starts: the next frame sets the offset.
+    rebase: bool,
+}
+
+/// Media time left between the last frame of a pipeline and the first of its restart.
+const RESTART_GAP: Duration = Duration::from_millis(40);
+
+impl MediaClock {
+    /// The media time of a frame with this running time, and its wallclock.
+    fn place(&mut self, now: Instant, running_time: Duration) -> (Duration, Instant) {
+        if self.rebase {
+            self.rebase = false;
+            self.offset = (self.latest + RESTART_GAP).saturating_sub(running_time);
+        }
+        let media = running_time + self.offset;
+        self.latest = self.latest.max(media);
+        let base = *self
+            .base
+            .get_or_insert_with(|| now.checked_sub(media).unwrap_or(now));
+        (media, base + media)
+    }
+
+    /// The pipeline was restarted: its running time starts over.
+    pub(crate) fn restart(&mut self) {
+        self.rebase = true;
+    }
+}
+
+/// `running_time` in ticks of `clock_rate`.
+pub(crate) fn rtp_time(running_time: Duration, clock_rate: u32) -> u64 {
+    (running_time.as_nanos() * u128::from(clock_rate) / 1_000_000_000) as u64
+}
+
+impl Session {
+    /// Decide whether a frame of `output` goes out, and how. Frames of outputs that are not
+    /// live yet are dropped; a video track that just went live drops frames until its first
+    /// keyframe, so the first frame a subscriber gets decodes.
+    pub fn route_frame(
+        &mut self,
+        now: Instant,
+        output: OutputId,
+        running_time: Duration,
+        keyframe: bool,
+    ) -> Option<Route> {
+        tracing::trace!(?output, keyframe, "frame from the pipeline");
+        if self.phase != Phase::Joined || !self.link.publisher_connected {
+            return None;
+        }
+        // A simulcast layer's frames go on its track, under its rid.
+        let primary = self
+            .simulcast
+            .layer_of
+            .get(&output)
+            .copied()
+            .unwrap_or(output);
+        let track = self.pubs.tracks.get_mut(&primary)?;
+        let TrackState::Live { mid, .. } = &track.state else {
+            return None;
+        };
+        let (mid, pt) = (*mid, track.pt?);
+        let clock_rate = track.output.codec.clock_rate();
+        let (waiting, rid) = match track.layers.iter_mut().find(|l| l.output == output) {
+            Some(layer) if !layer.active => return None,
+            Some(layer) => (&mut layer.awaiting_keyframe, Some(layer.rid)),
+            None => (&mut track.awaiting_keyframe, None),
+        };
+        if *waiting {
+            if !keyframe {
+                return None;
+            }
+            *waiting = false;
+            self.timers.stop(Timer::KeyframeRetry(output));
+            tracing::debug!(?output, "first keyframe of the live track routed");
+        } else if keyframe {
+            tracing::trace!(?output, "keyframe routed");
+        }
+        if keyframe {
+            // The keyframe asked for came: the next request is not throttled (a viewer
+            // who joins right after the track went live gets its own at once).
+            self.pubs.keyframe_asked.remove(&output);
+        }
+        let (media, wallclock) = self.clock.place(now, running_time);
+        Some(Route {
+            mid,
+            rid,
+            pt,
+            rtp_time: rtp_time(media, clock_rate),
+            clock_rate,
+            wallclock,
+        })
+    }
+
+    /// The answer is applied: each live section's payload type, from what was negotiated.
+    pub(super) fn on_answer_applied(&mut self, payloads: Vec<(Mid, Vec<Payload>)>) {
+        for track in self.pubs.tracks.values_mut() {
+            let mid = match &track.state {
+                TrackState::Live { mid, .. } | TrackState::Negotiating { mid, .. } => *mid,
+                _ => continue,
+            };
+            if let Some((_, negotiated)) = payloads.iter().find(|(m, _)| *m == mid) {
+                let format = &track.output.format;
+                track.pt = choose_payload(
+                    track.output.codec,
+                    format.h264_profile_level_id.as_deref(),
+                    negotiated,
+                );
+                if track.pt.is_none() {
+                    tracing::warn!(
+                        "{}: the server accepted no {} payload type; its frames are dropped",
+                        track.output.element,
+                        track.output.codec
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h264(pt: u8, mode: u8, plid: u32) -> Payload {
+        Payload {
+            pt,
+            codec: Some(Codec::H264),
+            packetization_mode: Some(mode),
+            profile_level_id: Some(plid),
+        }
+    }
+
+    #[test]
+    fn h264_gets_mode_1_with_the_streams_profile() {
+        let offered = [
+            h264(102, 1, 0x42e01f),
+            h264(104, 0, 0x640028),
+            h264(108, 1, 0x64001f),
+        ];
+        assert_eq!(
+            choose_payload(Codec::H264, Some("640028"), &offered),
+            Some(108)
+        );
+        assert_eq!(
+            choose_payload(Codec::H264, Some("4d001f"), &offered),
+            Some(102)
+        );
+        assert_eq!(choose_payload(Codec::H264, None, &offered), Some(102));
+        assert_eq!(choose_payload(Codec::Vp8, None, &offered), None);
+        let vp8 = Payload {
+            pt: 96,
+            codec: Some(Codec::Vp8),
+            packetization_mode: None,
+            profile_level_id: None,
+        };
+        assert_eq!(choose_payload(Codec::Vp8, None, &[vp8]), Some(96));
+    }
+
+    #[test]
+    fn one_media_clock_for_every_track() {
+        let t0 = Instant::now();
+        let mut clock = MediaClock::default();
+        let (_, a) = clock.place(t0, Duration::from_millis(40));
+        // A later frame of another track, 20 ms of running time later, arriving 5 ms late.
+        let (_, b) = clock.place(t0 + Duration::from_millis(25), Duration::from_millis(60));
+        assert_eq!(b - a, Duration::from_millis(20));
+        // A restarted pipeline starts from 0 again: media time goes on.
+        clock.restart();
+        let (m, _) = clock.place(t0 + Duration::from_secs(5), Duration::from_millis(10));
+        assert_eq!(
+            m,
+            Duration::from_millis(100),
+            "the last 60 ms + a 40 ms gap"
+        );
+        let (m, _) = clock.place(t0 + Duration::from_secs(5), Duration::from_millis(43));
+        assert_eq!(m, Duration::from_millis(133));
+        assert_eq!(rtp_time(Duration::from_secs(1), 90_000), 90_000);
+        assert_eq!(rtp_time(Duration::from_millis(20), 48_000), 960);
+    }
+}

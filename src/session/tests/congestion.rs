@@ -1,0 +1,50 @@
+//! Congestion control in the core: the estimator is asked to probe while the link holds an
+//! output back.
+
+use super::*;
+
+/// One live H.264 output from an encoder set to 4 Mbit/s.
+fn live_4m(h: &mut Harness) {
+    h.join();
+    h.offer_created(&[]);
+    h.answer(1);
+    let mut o = output(0, Codec::H264);
+    o.format.adaptable = true;
+    o.format.encoder_bitrate = Some(4_000_000);
+    let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
+    let cid = add_track_cids(&a).pop().unwrap();
+    h.published(&cid, "TR_V");
+    h.offer_created(&[(&cid, "1")]);
+    h.answer(2);
+    h.feed(Input::Connected(Pc::Publisher));
+}
+
+#[test]
+fn an_output_held_below_its_ceiling_has_the_estimator_probe_every_5_s() {
+    let mut h = Harness::new();
+    live_4m(&mut h);
+    let base = 4_705_882; // 4M / 0.85
+    let estimate =
+        |h: &mut Harness, bps: u64| h.feed(Input::BandwidthEstimate { bps, sent: vec![] });
+    h.at(1_000);
+    assert!(desired(&estimate(&mut h, 1_500_000)).is_none());
+    h.at(4_900);
+    assert!(desired(&h.feed(Input::Timeout)).is_none(), "not yet");
+    h.at(200);
+    assert_eq!(desired(&h.feed(Input::Timeout)), Some(base + 1));
+    h.at(5_000);
+    assert_eq!(desired(&h.feed(Input::Timeout)), Some(base + 2));
+    // The link carries the ceiling: no more probing.
+    let a = estimate(&mut h, 6_000_000);
+    assert!(
+        a.contains(&Action::SetBitrate {
+            output: OutputId(0),
+            bps: 4_000_000,
+            share: 4_000_000
+        }),
+        "{a:?}"
+    );
+    assert_eq!(desired(&a), Some(base), "{a:?}");
+    h.at(6_000);
+    assert!(desired(&h.feed(Input::Timeout)).is_none());
+}
