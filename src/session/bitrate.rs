@@ -120,6 +120,12 @@ pub(crate) struct Congestion {
     nudge: u64,
     /// At the last allocation, some adaptable video output got less than its ceiling.
     short: bool,
+    /// A video frame went to the publisher connection since it was made. The estimator gets
+    /// its bounds only then: str0m probes as soon as it has them, padding on the stream that
+    /// sent last, and before any stream has sent it pads with the first negotiated codec's
+    /// RTX payload type (VP8's, for an H.264 track), which the server drops, so the probe
+    /// learns nothing and the estimate starts from its low starting value.
+    pub(crate) video_sent: bool,
 }
 
 impl Session {
@@ -352,6 +358,9 @@ impl Session {
 
     /// The estimator's bounds: never below the floors, probing up to the ceilings.
     fn set_limits(&mut self, demands: &[Demand], fixed: u64) {
+        if !self.congestion.video_sent {
+            return;
+        }
         let floors: u64 = demands.iter().map(|d| d.floor).sum::<u64>() + fixed;
         let ceilings: u64 = demands.iter().map(|d| d.ceiling).sum::<u64>() + fixed;
         let desired = ((ceilings as f64) / USABLE) as u64 + self.congestion.nudge;

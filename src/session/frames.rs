@@ -12,7 +12,7 @@ use super::connection::Phase;
 use super::timers::Timer;
 use super::tracks::TrackState;
 use super::{Mid, Session};
-use crate::media::{Codec, OutputId};
+use crate::media::{Codec, MediaKind, OutputId};
 
 /// Where and how a frame goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,13 @@ pub(crate) fn profile_prefix(id: &str) -> Option<u32> {
 
 /// Running time → media time and wallclock, one base for every track.
 ///
+/// A frame's wallclock stands for its capture: the base is the earliest arrival seen less
+/// its media time, so no frame is ever placed after it arrived. Frames of one pipeline reach
+/// the core after different delays (a small simulcast layer's encoder is quicker than the
+/// full one's), and a wallclock in the future makes str0m send sender reports with RTP time
+/// 0, which the server throws away, and without which it cannot line the layers of a
+/// simulcast track up to switch a viewer between them.
+///
 /// A restarted pipeline starts its running time from zero again; the clock then shifts the
 /// new running times so that media time goes on from where it was (timestamps that jumped
 /// back would look like another stream to the server and to decoders).
@@ -102,9 +109,9 @@ impl MediaClock {
         }
         let media = running_time + self.offset;
         self.latest = self.latest.max(media);
-        let base = *self
-            .base
-            .get_or_insert_with(|| now.checked_sub(media).unwrap_or(now));
+        let arrived = now.checked_sub(media).unwrap_or(now);
+        let base = self.base.map_or(arrived, |b| b.min(arrived));
+        self.base = Some(base);
         (media, base + media)
     }
 
@@ -147,6 +154,7 @@ impl Session {
         };
         let (mid, pt) = (*mid, track.pt?);
         let clock_rate = track.output.codec.clock_rate();
+        let video = track.output.kind() == MediaKind::Video;
         let (waiting, rid) = match track.layers.iter_mut().find(|l| l.output == output) {
             Some(layer) if !layer.active => return None,
             Some(layer) => (&mut layer.awaiting_keyframe, Some(layer.rid)),
@@ -166,6 +174,12 @@ impl Session {
             // The keyframe asked for came: the next request is not throttled (a viewer
             // who joins right after the track went live gets its own at once).
             self.pubs.keyframe_asked.remove(&output);
+        }
+        if video && !self.congestion.video_sent {
+            // The estimator may probe from now on (see `Congestion::video_sent`); the frame
+            // goes out before the bounds that start it.
+            self.congestion.video_sent = true;
+            self.reallocate();
         }
         let (media, wallclock) = self.clock.place(now, running_time);
         Some(Route {
@@ -262,6 +276,21 @@ mod tests {
         let (m, _) = clock.place(t0 + Duration::from_secs(5), Duration::from_millis(43));
         assert_eq!(m, Duration::from_millis(133));
         assert_eq!(rtp_time(Duration::from_secs(1), 90_000), 90_000);
+    }
+
+    #[test]
+    fn no_frame_is_placed_after_it_arrived() {
+        let t0 = Instant::now();
+        let mut clock = MediaClock::default();
+        let (_, a) = clock.place(t0, Duration::from_millis(40));
+        assert_eq!(a, t0);
+        // Another track's frame of the same running time, 3 ms sooner after its capture.
+        let (_, b) = clock.place(t0 + Duration::from_millis(30), Duration::from_millis(73));
+        assert!(b <= t0 + Duration::from_millis(30), "placed in the future");
+        assert_eq!(b, t0 + Duration::from_millis(30));
+        // From then on one base again: frames keep their spacing.
+        let (_, c) = clock.place(t0 + Duration::from_millis(80), Duration::from_millis(103));
+        assert_eq!(c - b, Duration::from_millis(30));
         assert_eq!(rtp_time(Duration::from_millis(20), 48_000), 960);
     }
 }

@@ -17,6 +17,7 @@ fn live_4m(h: &mut Harness) {
     h.offer_created(&[(&cid, "1")]);
     h.answer(2);
     h.feed(Input::Connected(Pc::Publisher));
+    h.keyframe_out(0);
 }
 
 #[test]
@@ -47,4 +48,35 @@ fn an_output_held_below_its_ceiling_has_the_estimator_probe_every_5_s() {
     assert_eq!(desired(&a), Some(base), "{a:?}");
     h.at(6_000);
     assert!(desired(&h.feed(Input::Timeout)).is_none());
+}
+
+#[test]
+fn the_estimator_gets_its_bounds_once_a_video_frame_went_out() {
+    // str0m probes as soon as it has bounds, padding on the stream that sent last; before
+    // any has sent, its padding carries a payload type the server drops.
+    let mut h = Harness::new();
+    live_video(&mut h);
+    let a = h.feed(Input::BandwidthEstimate {
+        bps: 1_500_000,
+        sent: vec![],
+    });
+    assert!(desired(&a).is_none(), "no frame sent yet: {a:?}");
+    assert!(
+        desired(&h.keyframe_out(0)).is_some(),
+        "the first frame brings the bounds"
+    );
+    assert!(desired(&h.keyframe_out(0)).is_none(), "once");
+    // A new publisher connection has a new estimator: held again until its first frame.
+    h.feed(Input::IceDisconnected(Pc::Publisher));
+    h.feed(Input::SignalClosed("reset".into()));
+    assert_eq!(connect_of(&h.feed(Input::Timeout)), Some(None));
+    let cid = add_track_cids(&h.join()).pop().expect("published again");
+    h.offer_created(&[]);
+    h.answer(1);
+    h.published(&cid, "TR_V2");
+    h.offer_created(&[(&cid, "1")]);
+    h.answer(2);
+    let a = h.feed(Input::Connected(Pc::Publisher));
+    assert!(desired(&a).is_none(), "{a:?}");
+    assert!(desired(&h.keyframe_out(0)).is_some());
 }

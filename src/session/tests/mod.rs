@@ -88,6 +88,15 @@ impl Harness {
             .map(|r| r.mid)
     }
 
+    /// A keyframe of `output` routed, and the actions that came of it.
+    pub(super) fn keyframe_out(&mut self, output: u32) -> Vec<Action> {
+        assert!(
+            self.route(output, true).is_some(),
+            "output {output} is live"
+        );
+        std::iter::from_fn(|| self.s.poll_action()).collect()
+    }
+
     pub(super) fn join(&mut self) -> Vec<Action> {
         self.feed(Input::Signal(Resp::Join(proto::JoinResponse {
             participant: Some(proto::ParticipantInfo {

@@ -64,7 +64,9 @@ fn live_group_of(h: &mut Harness, make: fn(u32, &str, u32, u32) -> Output) -> Ve
     assert_eq!(offer.add[0].rids, vec!["q", "h", "f"]);
     h.offer_created(&[(&req.cid, "1")]);
     h.answer(2);
-    h.feed(Input::Connected(Pc::Publisher))
+    let mut a = h.feed(Input::Connected(Pc::Publisher));
+    a.extend(h.keyframe_out(2));
+    a
 }
 
 #[test]

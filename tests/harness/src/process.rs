@@ -72,11 +72,11 @@ pub fn subscriber_script() -> PathBuf {
 
 /// A temp dir for one test's logs; kept when `KEEP_TEST_LOGS=1`.
 pub fn test_dir(prefix: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!("gstpub-{prefix}-"))
+        .disable_cleanup(keep_logs())
         .tempdir()
-        .expect("create temp dir");
-    dir
+        .expect("create temp dir")
 }
 
 pub(crate) fn keep_logs() -> bool {
