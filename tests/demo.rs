@@ -11,26 +11,7 @@ use harness::*;
 /// Pids of live processes whose environment carries `marker` (every process the demo starts
 /// inherits it).
 fn processes_marked(marker: &str) -> Vec<(u32, String)> {
-    let needle = format!("GSTPUB_DEMO_MARK={marker}");
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .unwrap_or_default()
-                .replace('\0', " ");
-            found.push((pid, cmd));
-        }
-    }
-    found
+    processes_with_env(&format!("GSTPUB_DEMO_MARK={marker}"))
 }
 
 fn demo_command(marker: &str, seconds: u32, report: &std::path::Path) -> Command {

@@ -207,6 +207,16 @@ fn media_path(log: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The publisher's media went over `want` ("udp", "tcp" or "relay"); else its log's tail.
+fn assert_media_path(log: &Path, want: &str) {
+    assert_eq!(
+        media_path(log).as_deref(),
+        Some(want),
+        "{}",
+        tail_file(log, 30)
+    );
+}
+
 /// Publish VP8 from the publisher namespace until it is live, then let a viewer join in the
 /// server namespace; the viewer's first frame must come within `within` of its joining.
 /// Returns the publisher (still running) and the viewer's report.
@@ -288,12 +298,7 @@ fn with_udp_blocked_video_goes_over_ice_tcp() {
     lab.block_udp(true).expect("block UDP");
     let (mut p, _report, _dir, log) =
         publish_then_watch(&lab, &server, "lab-tcp", &[], &[], Duration::from_secs(3));
-    assert_eq!(
-        media_path(&log).as_deref(),
-        Some("tcp"),
-        "{}",
-        tail_file(&log, 30)
-    );
+    assert_media_path(&log, "tcp");
     let up = lab.filter_counters(Direction::Uplink).expect("counters");
     assert!(up.dropped > 0, "UDP really was tried and dropped");
     stop_cleanly(&mut p, &log, Duration::from_secs(3));
@@ -327,12 +332,7 @@ fn with_udp_and_the_tcp_media_port_blocked_video_goes_through_turn_over_tls() {
         &[],
         Duration::from_secs(3),
     );
-    assert_eq!(
-        media_path(&log).as_deref(),
-        Some("relay"),
-        "{}",
-        tail_file(&log, 30)
-    );
+    assert_media_path(&log, "relay");
     stop_cleanly(&mut p, &log, Duration::from_secs(3));
 }
 
@@ -360,12 +360,7 @@ fn force_relay_uses_the_relay_although_udp_works() {
         &[],
         Duration::from_secs(3),
     );
-    assert_eq!(
-        media_path(&log).as_deref(),
-        Some("relay"),
-        "{}",
-        tail_file(&log, 30)
-    );
+    assert_media_path(&log, "relay");
     stop_cleanly(&mut p, &log, Duration::from_secs(3));
 }
 
@@ -405,7 +400,7 @@ fn signalling_cut_while_on_tcp_is_resumed() {
             e["type"] == "first_frame" && e["kind"] == "video"
         })
         .unwrap_or_else(|| panic!("nothing decoded\n{}", tail_file(&log, 30)));
-    assert_eq!(media_path(&log).as_deref(), Some("tcp"));
+    assert_media_path(&log, "tcp");
     // The signalling port goes silent (media over ICE-TCP goes on): after the ping timeout
     // the publisher resumes, which works once the port is back.
     lab.block_port(harness::lab::Proto::Tcp, LAB_HTTP_PORT, true)

@@ -15,26 +15,7 @@ use harness::*;
 /// Pids and command lines of live processes whose environment carries `marker` (everything
 /// the script starts inherits it).
 fn processes_marked(marker: &str) -> Vec<(u32, String)> {
-    let needle = format!("GSTPUB_SOAK_MARK={marker}");
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .unwrap_or_default()
-                .replace('\0', " ");
-            found.push((pid, cmd));
-        }
-    }
-    found
+    processes_with_env(&format!("GSTPUB_SOAK_MARK={marker}"))
 }
 
 fn leftovers(marker: &str, timeout: Duration) -> Vec<(u32, String)> {

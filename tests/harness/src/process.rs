@@ -350,3 +350,27 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Pids and command lines of the live processes whose environment holds `var` (`NAME=value`):
+/// a script's children inherit a marker from the test and can be found after it ended.
+pub fn processes_with_env(var: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == var.as_bytes()) {
+            let cmd = fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
