@@ -276,6 +276,7 @@ mod tests {
         let (m, _) = clock.place(t0 + Duration::from_secs(5), Duration::from_millis(43));
         assert_eq!(m, Duration::from_millis(133));
         assert_eq!(rtp_time(Duration::from_secs(1), 90_000), 90_000);
+        assert_eq!(rtp_time(Duration::from_millis(20), 48_000), 960);
     }
 
     #[test]
@@ -291,6 +292,5 @@ mod tests {
         // From then on one base again: frames keep their spacing.
         let (_, c) = clock.place(t0 + Duration::from_millis(80), Duration::from_millis(103));
         assert_eq!(c - b, Duration::from_millis(30));
-        assert_eq!(rtp_time(Duration::from_millis(20), 48_000), 960);
     }
 }
