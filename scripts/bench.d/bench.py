@@ -361,6 +361,21 @@ def free_port(used: set[int]) -> int:
     return 0
 
 
+def publish_token(key: str, secret: str, room: str, identity: str) -> str:
+    """A publish-only token for `room`, valid 6 h."""
+    from livekit import api
+
+    return (
+        api.AccessToken(key, secret)
+        .with_identity(identity)
+        .with_name(identity)
+        .with_ttl(dt.timedelta(hours=6))
+        .with_grants(api.VideoGrants(room_join=True, room=room, can_publish=True,
+                                     can_subscribe=False))
+        .to_jwt()
+    )
+
+
 def http_status(port: int, timeout: float = 0.5) -> int | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as r:
@@ -676,17 +691,7 @@ class Server:
         log(f"livekit-server: {self.url} (udp {self.udp_port}), pid {self.proc.pid}")
 
     def token(self, room: str, identity: str) -> str:
-        from livekit import api
-
-        return (
-            api.AccessToken(self.key, self.secret)
-            .with_identity(identity)
-            .with_name(identity)
-            .with_ttl(dt.timedelta(hours=6))
-            .with_grants(api.VideoGrants(room_join=True, room=room, can_publish=True,
-                                         can_subscribe=False))
-            .to_jwt()
-        )
+        return publish_token(self.key, self.secret, room, identity)
 
     def stop(self) -> None:
         stop_child(self.proc, grace=5)

@@ -324,17 +324,7 @@ class LabServer:
         log(f"livekit-server: {self.url} (udp {UDP_PORT}) in {lab.srv_ns}, pid {self.proc.pid}")
 
     def token(self, room: str, identity: str) -> str:
-        from livekit import api
-
-        return (
-            api.AccessToken(self.key, self.secret)
-            .with_identity(identity)
-            .with_name(identity)
-            .with_ttl(dt.timedelta(hours=6))
-            .with_grants(api.VideoGrants(room_join=True, room=room, can_publish=True,
-                                         can_subscribe=False))
-            .to_jwt()
-        )
+        return B.publish_token(self.key, self.secret, room, identity)
 
     def stop(self) -> None:
         B.stop_child(self.proc, grace=5)
