@@ -288,6 +288,45 @@ fn a_late_joiner_on_a_bare_x264enc_10_s_gop_sees_video_within_1_s() {
     late_joiner_sees_video_within_1_s("late-bare", "x264enc key-int-max=300");
 }
 
+/// Payload types of the packets a verbose publisher log says it sent ("first RTP packet
+/// sent ... pt=N") that are neither `codec`'s in its offers nor their RTX.
+fn foreign_payload_types(log: &str, codec: &str) -> Vec<u32> {
+    let mut own: Vec<u32> = Vec::new();
+    for l in log.lines() {
+        if let Some((pt, enc)) = l.strip_prefix("a=rtpmap:").and_then(|r| r.split_once(' ')) {
+            if enc.starts_with(&format!("{codec}/")) {
+                own.extend(pt.parse::<u32>().ok());
+            }
+        }
+    }
+    for l in log.lines() {
+        if let Some((pt, params)) = l.strip_prefix("a=fmtp:").and_then(|r| r.split_once(' ')) {
+            let apt = params
+                .strip_prefix("apt=")
+                .and_then(|a| a.parse::<u32>().ok());
+            if apt.is_some_and(|a| own.contains(&a)) {
+                own.extend(pt.parse::<u32>().ok());
+            }
+        }
+    }
+    let mut wrong: Vec<u32> = log
+        .lines()
+        .filter(|l| l.contains("first RTP packet sent"))
+        .filter_map(|l| {
+            l.split(" pt=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .filter(|pt| !own.contains(pt))
+        .collect();
+    wrong.sort_unstable();
+    wrong.dedup();
+    wrong
+}
+
 /// Simulcast in the browser people watch with: `--simulcast auto` on a 720p source, and a
 /// Chromium viewer with adaptive stream whose `<video>` is `element` pixels: LiveKit picks the
 /// layer from that size, and the browser settles on that layer (at most `max_width` wide, at
@@ -339,6 +378,16 @@ fn simulcast_layer_for_element(name: &str, element: (u32, u32), min_width: u32, 
         )
     };
     assert!(t.frames >= 60, "frames decoded\n{}", why());
+    // Every packet the publisher sent, the probe's padding too, carried H.264 or its RTX: a
+    // payload type of another codec is dropped by the server, and a probe sent in it finds
+    // nothing, which leaves the full layer waiting.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let wrong = foreign_payload_types(&text, "H264");
+    assert!(
+        wrong.is_empty(),
+        "packets sent with payload types {wrong:?}, not H.264's or its RTX\n{}",
+        why()
+    );
     // The first frames may come from another layer (LiveKit starts a viewer low and
     // adapts within a second); the layer it settles on is the one for the element.
     let widths: Vec<u32> = t.sizes.iter().map(|s| s.0).collect();
@@ -368,6 +417,17 @@ fn simulcast_layer_for_element(name: &str, element: (u32, u32), min_width: u32, 
         why()
     );
     assert_no_stall(t, 0.0, &why);
+}
+
+#[test]
+fn payload_types_of_another_codec_are_found_in_a_publisher_log() {
+    let log = "a=rtpmap:96 VP8/90000\na=rtpmap:97 rtx/90000\na=fmtp:97 apt=96\n\
+               a=rtpmap:108 H264/90000\na=rtpmap:109 rtx/90000\na=fmtp:109 apt=108\n\
+               2026 DEBUG first RTP packet sent pc=Publisher ssrc=1 pt=97 marker=false\n\
+               2026 DEBUG first RTP packet sent pc=Publisher ssrc=2 pt=108 marker=false\n\
+               2026 DEBUG first RTP packet sent pc=Publisher ssrc=3 pt=109 marker=false\n";
+    assert_eq!(foreign_payload_types(log, "H264"), vec![97]);
+    assert_eq!(foreign_payload_types(log, "VP8"), vec![108, 109]);
 }
 
 #[test]
