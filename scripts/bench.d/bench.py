@@ -1552,7 +1552,11 @@ def estimate_seconds(a: argparse.Namespace) -> float:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.report:
-        res = json.loads(Path(args.report).read_text())
+        try:
+            res = json.loads(Path(args.report).read_text())
+        except (OSError, ValueError) as e:
+            die(f"--report {args.report}: cannot read a results file ({e}); give the JSON that "
+                "an earlier run wrote (its --out, by default tools/bench-results/bench-<time>.json)")
         res["summary"] = summarize(res)
         print(markdown(res))
         return 0

@@ -200,10 +200,13 @@ impl Engine {
     /// One frame: into the core once, to the publisher once.
     fn on_frame(&mut self, frame: Frame) {
         let now = Instant::now();
-        if let Some(route) =
-            self.session
-                .route_frame(now, frame.output, frame.running_time, frame.keyframe)
-        {
+        if let Some(route) = self.session.route_frame(
+            now,
+            frame.output,
+            frame.running_time,
+            frame.keyframe,
+            frame.data.len(),
+        ) {
             self.send_frame(&route, frame);
         }
     }

@@ -279,6 +279,7 @@ impl Peer {
 
     /// The bandwidth estimator's bounds (bit/s).
     pub fn set_bandwidth_limits(&mut self, min: u64, desired: u64) {
+        tracing::debug!(min, desired, "bandwidth estimator bounds");
         self.rtc
             .bwe()
             .set_bitrate(Bitrate::bps(min), Bitrate::bps(desired));

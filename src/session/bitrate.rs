@@ -126,6 +126,48 @@ pub(crate) struct Congestion {
     /// RTX payload type (VP8's, for an H.264 track), which the server drops, so the probe
     /// learns nothing and the estimate starts from its low starting value.
     pub(crate) video_sent: bool,
+    /// What each video output that cannot adapt sent since it went live, from the frames
+    /// routed: its rate until the first statistics interval measures it (see [`Meter`]).
+    pub(crate) metered: BTreeMap<OutputId, Meter>,
+}
+
+/// Media time an output that cannot adapt must have sent before its rate counts.
+pub const METER_SPAN: Duration = Duration::from_millis(500);
+
+/// The bytes an output routed over a span of media time. A pre-encoded stream (a file, a
+/// camera's own encoder) sends what it sends: the estimator has to know that rate at once, or
+/// it starts from [`START_ESTIMATE`], its pacer holds the stream to that (measured: an
+/// 8 Mbit/s file held back 1 s and more for its first 3 s, its first keyframe paced over 2 s),
+/// and nothing asks it to probe for more until the first statistics interval ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meter {
+    first: Duration,
+    last: Duration,
+    bytes: u64,
+}
+
+impl Meter {
+    fn new(media: Duration, bytes: usize) -> Meter {
+        Meter {
+            first: media,
+            last: media,
+            bytes: bytes as u64,
+        }
+    }
+
+    /// Counts a frame; true when this frame completes the first [`METER_SPAN`].
+    fn add(&mut self, media: Duration, bytes: usize) -> bool {
+        let before = self.rate().is_some();
+        self.bytes += bytes as u64;
+        self.last = self.last.max(media);
+        !before && self.rate().is_some()
+    }
+
+    /// bit/s, once [`METER_SPAN`] of media went out.
+    pub(crate) fn rate(&self) -> Option<u64> {
+        let span = self.last.saturating_sub(self.first);
+        (span >= METER_SPAN).then(|| (self.bytes as f64 * 8.0 / span.as_secs_f64()) as u64)
+    }
 }
 
 impl Session {
@@ -157,6 +199,8 @@ impl Session {
     pub(super) fn reallocate(&mut self) {
         let estimate = self.congestion.estimate.unwrap_or(START_ESTIMATE);
         let mut fixed = 0u64;
+        // Some output that cannot adapt has no known rate yet.
+        let mut unmeasured = false;
         let mut demands = Vec::new();
         let mut rigid = Vec::new();
         // Simulcast tracks: their layers' ceilings, lowest first.
@@ -172,7 +216,13 @@ impl Session {
             match t.output.kind() {
                 MediaKind::Audio => fixed += format.encoder_bitrate.unwrap_or(DEFAULT_AUDIO),
                 MediaKind::Video if !format.adaptable => {
-                    let sent = self.congestion.sent.get(id).copied();
+                    let sent = self
+                        .congestion
+                        .sent
+                        .get(id)
+                        .copied()
+                        .or_else(|| self.congestion.metered.get(id).and_then(Meter::rate));
+                    unmeasured |= sent.is_none() && format.encoder_bitrate.is_none();
                     fixed += sent.or(format.encoder_bitrate).unwrap_or(0);
                     rigid.push((*id, sent));
                 }
@@ -224,7 +274,9 @@ impl Session {
             }
         }
         self.arm_probe();
-        self.set_limits(&demands, fixed);
+        if !unmeasured {
+            self.set_limits(&demands, fixed);
+        }
         self.warn_rigid(usable, &rigid);
     }
 
@@ -356,7 +408,12 @@ impl Session {
             .collect()
     }
 
-    /// The estimator's bounds: never below the floors, probing up to the ceilings.
+    /// The estimator's bounds: never below the floors, probing up to the ceilings. Not
+    /// before a video frame went out (see [`Congestion::video_sent`]), nor while an output
+    /// that cannot adapt has no measured rate: str0m makes its initial probes (3 and 6 times
+    /// its starting value) once, when it first has bounds, and never above twice the desired
+    /// rate, so a desired rate without that output's would waste them (measured: an
+    /// 8 Mbit/s file's estimate stayed at 1.7 Mbit/s for 4 s).
     fn set_limits(&mut self, demands: &[Demand], fixed: u64) {
         if !self.congestion.video_sent {
             return;
@@ -398,6 +455,24 @@ impl Session {
     /// A track ended or the connection started over: its target is forgotten.
     pub(super) fn forget_target(&mut self, id: OutputId) {
         self.congestion.targets.remove(&id);
+        self.congestion.metered.remove(&id);
+    }
+
+    /// A frame of a video output that cannot adapt went out at media time `media`: once its
+    /// first [`METER_SPAN`] is measured, the estimator's bounds count its rate.
+    pub(super) fn meter(&mut self, output: OutputId, media: Duration, bytes: usize) {
+        let done = match self.congestion.metered.get_mut(&output) {
+            Some(m) => m.add(media, bytes),
+            None => {
+                self.congestion
+                    .metered
+                    .insert(output, Meter::new(media, bytes));
+                false
+            }
+        };
+        if done && !self.congestion.sent.contains_key(&output) {
+            self.reallocate();
+        }
     }
 }
 

@@ -136,6 +136,7 @@ impl Session {
         output: OutputId,
         running_time: Duration,
         keyframe: bool,
+        bytes: usize,
     ) -> Option<Route> {
         tracing::trace!(?output, keyframe, "frame from the pipeline");
         if self.phase != Phase::Joined || !self.link.publisher_connected {
@@ -155,6 +156,7 @@ impl Session {
         let (mid, pt) = (*mid, track.pt?);
         let clock_rate = track.output.codec.clock_rate();
         let video = track.output.kind() == MediaKind::Video;
+        let rigid = video && !track.output.format.adaptable;
         let (waiting, rid) = match track.layers.iter_mut().find(|l| l.output == output) {
             Some(layer) if !layer.active => return None,
             Some(layer) => (&mut layer.awaiting_keyframe, Some(layer.rid)),
@@ -182,6 +184,9 @@ impl Session {
             self.reallocate();
         }
         let (media, wallclock) = self.clock.place(now, running_time);
+        if rigid {
+            self.meter(output, media, bytes);
+        }
         Some(Route {
             mid,
             rid,

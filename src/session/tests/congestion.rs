@@ -2,6 +2,7 @@
 //! output back.
 
 use super::*;
+use crate::session::bitrate::USABLE;
 
 /// One live H.264 output from an encoder set to 4 Mbit/s.
 fn live_4m(h: &mut Harness) {
@@ -79,4 +80,52 @@ fn the_estimator_gets_its_bounds_once_a_video_frame_went_out() {
     let a = h.feed(Input::Connected(Pc::Publisher));
     assert!(desired(&a).is_none(), "{a:?}");
     assert!(desired(&h.keyframe_out(0)).is_some());
+}
+
+#[test]
+fn an_output_that_cannot_adapt_is_measured_before_the_estimator_gets_its_bounds() {
+    // str0m's initial probes come once, with the first bounds, and never above twice the
+    // desired rate: a pre-encoded stream's rate must be in it by then.
+    let mut h = Harness::new();
+    h.join();
+    h.offer_created(&[]);
+    h.answer(1);
+    let mut o = output(0, Codec::H264);
+    o.format.keyframes_on_request = false; // a file: no encoder
+    let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
+    let cid = add_track_cids(&a).pop().unwrap();
+    h.published(&cid, "TR_V");
+    h.offer_created(&[(&cid, "1")]);
+    h.answer(2);
+    h.feed(Input::Connected(Pc::Publisher));
+    // 30 kB frames 33 ms apart: 16 of them span 0.495 s of media, short of the 0.5 s.
+    let frame = |h: &mut Harness, k: u64| {
+        let now = h.at(33);
+        let routed = h.s.route_frame(
+            now,
+            OutputId(0),
+            Duration::from_millis(1_000 + 33 * k),
+            k == 0,
+            30_000,
+        );
+        assert!(routed.is_some(), "frame {k} goes out");
+        std::iter::from_fn(|| h.s.poll_action()).collect::<Vec<_>>()
+    };
+    for k in 0..16 {
+        let a = frame(&mut h, k);
+        assert!(desired(&a).is_none(), "frame {k}: no rate yet: {a:?}");
+    }
+    // The 17th: 17 × 30 kB over 0.528 s is 7.73 Mbit/s, asked for with the usual headroom.
+    let got = desired(&frame(&mut h, 16)).expect("bounds once measured");
+    let want = 17.0 * 30_000.0 * 8.0 / 0.528 / USABLE;
+    assert!(
+        (got as f64 - want).abs() < want * 0.01,
+        "desired {got}, want {want}"
+    );
+    // The statistics' measurement takes over once there is one.
+    let a = h.feed(Input::BandwidthEstimate {
+        bps: 9_000_000,
+        sent: vec![(OutputId(0), 6_000_000)],
+    });
+    assert_eq!(desired(&a), Some((6_000_000.0 / USABLE) as u64), "{a:?}");
 }

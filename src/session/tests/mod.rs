@@ -84,7 +84,13 @@ impl Harness {
     pub(super) fn route(&mut self, output: u32, keyframe: bool) -> Option<Mid> {
         let now = self.now;
         self.s
-            .route_frame(now, OutputId(output), Duration::from_millis(10), keyframe)
+            .route_frame(
+                now,
+                OutputId(output),
+                Duration::from_millis(10),
+                keyframe,
+                1000,
+            )
             .map(|r| r.mid)
     }
 

@@ -78,7 +78,7 @@ fn a_group_is_one_track_with_a_layer_per_output() {
     }
     let now = h.now;
     let route = |h: &mut Harness, id: u32, key: bool| {
-        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), key)
+        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), key, 1000)
             .map(|r| (r.mid, r.rid))
     };
     assert_eq!(route(&mut h, 2, true), Some((mid("1"), Some("q"))));
@@ -249,7 +249,7 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     live_group(&mut h);
     let now = h.now;
     for id in [0, 1, 2] {
-        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), true);
+        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), true, 1000);
     }
     let a = h.feed(update([true, false, false]));
     assert!(
@@ -275,7 +275,7 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     )));
     let now = h.now;
     assert!(
-        h.s.route_frame(now, OutputId(0), Duration::from_millis(10), true)
+        h.s.route_frame(now, OutputId(0), Duration::from_millis(10), true, 1000)
             .is_none(),
         "paused"
     );
@@ -291,13 +291,13 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     assert!(a.contains(&Action::RequestKeyframe(OutputId(0))), "{a:?}");
     let now = h.now;
     assert!(
-        h.s.route_frame(now, OutputId(0), Duration::from_millis(10), false)
+        h.s.route_frame(now, OutputId(0), Duration::from_millis(10), false, 1000)
             .is_none(),
         "a keyframe first"
     );
     assert!(h
         .s
-        .route_frame(now, OutputId(0), Duration::from_millis(10), true)
+        .route_frame(now, OutputId(0), Duration::from_millis(10), true, 1000)
         .is_some());
 }
 
