@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    if !config.dry_run {
+        // The crypto library's one-time set-up, while GStreamer starts.
+        gstreamer_publisher::warm_up();
+    }
     // Every line we print passes through this: the user's token and secret, and anything
     // shaped like a token (servers echo them), are masked.
     let redactor = Arc::new(Redactor::new(config.secrets()));

@@ -53,6 +53,14 @@ pub use crate::stats::Report;
 pub use credentials::Credentials;
 pub use server_url::normalise_url;
 
+/// Starts the crypto library's one-time set-up (about 30 ms of CPU, for its entropy source) on
+/// a thread of its own. [`Publisher::start`] does it too; a program that calls this first thing
+/// (before building its pipeline) takes that time off its start-up. Calling it again does
+/// nothing.
+pub fn warm_up() {
+    crate::rtc::warm_up();
+}
+
 /// How many frames may wait for the publisher's task before [`LocalTrack::write`] refuses one.
 const FRAME_QUEUE: usize = 256;
 /// How many events may wait unread before new ones are dropped.
