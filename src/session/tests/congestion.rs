@@ -4,8 +4,14 @@
 use super::*;
 use crate::session::bitrate::USABLE;
 
-/// One live H.264 output from an encoder set to 4 Mbit/s.
+/// One live H.264 output from an encoder set to 4 Mbit/s, whose first frame has gone out.
 fn live_4m(h: &mut Harness) {
+    live_4m_unsent(h);
+    h.keyframe_out(0);
+}
+
+/// One live H.264 output from an encoder set to 4 Mbit/s, no frame sent yet.
+fn live_4m_unsent(h: &mut Harness) {
     h.join();
     h.offer_created(&[]);
     h.answer(1);
@@ -18,7 +24,6 @@ fn live_4m(h: &mut Harness) {
     h.offer_created(&[(&cid, "1")]);
     h.answer(2);
     h.feed(Input::Connected(Pc::Publisher));
-    h.keyframe_out(0);
 }
 
 #[test]
@@ -56,7 +61,7 @@ fn the_estimator_gets_its_bounds_once_a_video_frame_went_out() {
     // str0m probes as soon as it has bounds, padding on the stream that sent last; before
     // any has sent, its padding carries a payload type the server drops.
     let mut h = Harness::new();
-    live_video(&mut h);
+    live_4m_unsent(&mut h);
     let a = h.feed(Input::BandwidthEstimate {
         bps: 1_500_000,
         sent: vec![],
