@@ -1402,9 +1402,11 @@ def markdown(res: dict[str, Any]) -> str:
     row("late", "subscribe → first decoded video frame (10 s GOP)", "late_join_s", " s", 3, 0.1, "≤ 0.1× Go")
     row("passthrough", f"CPU time for {a['passthrough_seconds']} s of 1080p30 8 Mbit/s + Opus",
         "cpu_s", " s", 2, 0.5, "≤ 0.5× Go")
-    row("passthrough", "peak RSS (VmHWM)", "rss_peak_mib", " MiB", 1, 0.5, "≤ 0.5× Go")
+    # The goals of the performance issue: RSS ≤ 0.45× (0.5× was met in an earlier run, then
+    # tightened), and a file's first frame ≤ 0.5×.
+    row("passthrough", "peak RSS (VmHWM)", "rss_peak_mib", " MiB", 1, 0.45, "≤ 0.45× Go")
     row("passthrough", "spawn → first decoded video frame (file, key frame every 2 s)", "first_video_s",
-        " s", 2, None, "(none)")
+        " s", 2, 0.5, "≤ 0.5× Go")
     pw = s.get("passthrough.wire")
     if pw and pw.get("wire_mbps") is not None:
         L.append(f"| passthrough | ours: written / on the wire (RTP payload, after the first 9 s) | "
