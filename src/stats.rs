@@ -119,20 +119,18 @@ impl Stats {
         t.egress = Egress::default();
     }
 
-    /// A frame went to the network.
-    pub fn frame_sent(
-        &mut self,
-        output: OutputId,
-        bytes: usize,
-        keyframe: bool,
-        latency: Duration,
-    ) {
+    /// A frame went to the publisher connection.
+    pub fn frame_sent(&mut self, output: OutputId, bytes: usize, keyframe: bool) {
         let t = self.tracks.entry(output).or_default();
         t.frames += 1;
         t.payload_bytes += bytes as u64;
         if keyframe && t.kind == Some(MediaKind::Video) {
             t.keyframes += 1;
         }
+    }
+
+    /// A frame's last packet went to the socket, `latency` after the pipeline handed it over.
+    pub fn frame_out(&mut self, latency: Duration) {
         if self.latencies.len() < 1_000_000 {
             self.latencies
                 .push(latency.as_micros().min(u32::MAX as u128) as u32);
@@ -322,7 +320,8 @@ pub struct Report {
     pub interval: f64,
     /// One per output.
     pub tracks: Vec<TrackReport>,
-    /// Frame → socket latency over the interval.
+    /// Frame → socket latency over the interval: from the appsink's hand-over to the frame's
+    /// last packet on the socket (after str0m's pacer).
     pub latency: Latency,
     /// Frames that never reached the publisher: the media side counts them (the
     /// publisher's queue was full, or the pipeline's own); 0 from the publisher itself.
@@ -454,7 +453,8 @@ mod tests {
         s.output(&out(0, Codec::H264));
         s.published(OutputId(0), "TR_V");
         for i in 0..30 {
-            s.frame_sent(OutputId(0), 1000, i == 0, Duration::from_micros(100 + i));
+            s.frame_sent(OutputId(0), 1000, i == 0);
+            s.frame_out(Duration::from_micros(100 + i));
         }
         let r = s.report(t0 + Duration::from_secs(1));
         let t = &r.tracks[0];

@@ -250,5 +250,17 @@ fn stats_json_reports_the_configured_bitrate_and_frame_rate() {
         video(last)["rtt_ms"].as_f64().is_some(),
         "RTT from receiver reports: {last}"
     );
-    assert!(last["latency_us"]["samples"].as_u64().is_some());
+    // The latency figure counts each frame once its last packet is on the socket: every
+    // frame of the interval, audio and video, and a median well inside a frame interval.
+    for l in &steady {
+        let samples = l["latency_us"]["samples"].as_f64().unwrap_or(0.0);
+        let frames = (video(l)["fps"].as_f64().unwrap() + audio(l)["fps"].as_f64().unwrap())
+            * l["interval_s"].as_f64().unwrap();
+        assert!(
+            samples >= 0.9 * frames && samples <= 1.1 * frames,
+            "{samples} latency samples for {frames:.0} frames: {l}"
+        );
+        let p50 = l["latency_us"]["p50"].as_u64().unwrap_or(u64::MAX);
+        assert!(p50 < 33_000, "median frame → socket {p50} µs: {l}");
+    }
 }

@@ -216,13 +216,8 @@ impl Engine {
             return;
         };
         let bytes = frame.data.len();
-        publisher.send_frame(route, frame.data);
-        self.stats.frame_sent(
-            frame.output,
-            bytes,
-            frame.keyframe,
-            frame.captured.elapsed(),
-        );
+        publisher.send_frame(route, frame.data, frame.captured);
+        self.stats.frame_sent(frame.output, bytes, frame.keyframe);
     }
 
     fn on_datagram(&mut self, d: Datagram) {
@@ -318,6 +313,10 @@ impl Engine {
                     PeerEvent::Path(path, remote) => {
                         tracing::info!("{} media path: {path} to {remote}", pc_name(pc));
                         self.stats.path(pc_name(pc), path.to_string());
+                        continue;
+                    }
+                    PeerEvent::FrameOut(latency) => {
+                        self.stats.frame_out(latency);
                         continue;
                     }
                     PeerEvent::Egress(mid, egress) => {

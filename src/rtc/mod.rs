@@ -101,6 +101,76 @@ pub enum PeerEvent {
     Path(Path, SocketAddr),
     /// Cumulative egress counters for one sending mid.
     Egress(Mid, crate::stats::Egress),
+    /// A frame's last packet went to the socket, this long after the pipeline handed the
+    /// frame over (str0m's pacer may have spread its packets).
+    FrameOut(Duration),
+}
+
+/// Video's RTP clock rate. A video frame's last packet has the marker bit; Opus (48 kHz) sends
+/// a frame a packet.
+const VIDEO_CLOCK_RATE: u32 = 90_000;
+/// Frames one SSRC may have in flight before the oldest is forgotten (a frame str0m never sent
+/// must not shift the figures for good).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Frames written to str0m whose last packet has not gone to the socket yet, per SSRC: when
+/// the last one goes, the frame's time from the pipeline to the socket is known.
+#[derive(Default)]
+struct FramesInFlight(Vec<InFlight>);
+
+struct InFlight {
+    ssrc: u32,
+    /// Every packet ends a frame (Opus); otherwise the marker bit does.
+    per_packet: bool,
+    /// The newest sequence number sent: a resend on the same SSRC is not newer.
+    newest: Option<u16>,
+    /// When the pipeline handed each frame over, oldest first.
+    handed: std::collections::VecDeque<Instant>,
+}
+
+impl FramesInFlight {
+    /// A frame of `ssrc`, handed over at `handed`, was written.
+    fn written(&mut self, ssrc: u32, per_packet: bool, handed: Instant) {
+        let i = match self.0.iter().position(|f| f.ssrc == ssrc) {
+            Some(i) => i,
+            None => {
+                self.0.push(InFlight {
+                    ssrc,
+                    per_packet,
+                    newest: None,
+                    handed: Default::default(),
+                });
+                self.0.len() - 1
+            }
+        };
+        let f = &mut self.0[i];
+        if f.handed.len() == MAX_IN_FLIGHT {
+            f.handed.pop_front();
+        }
+        f.handed.push_back(handed);
+    }
+
+    /// A packet went to the socket: when it ends a frame in flight, when that frame was
+    /// handed over.
+    fn sent(&mut self, p: &[u8]) -> Option<Instant> {
+        // RTP version 2 and not RTCP (packet types 192-223: 64-95 without the marker bit).
+        if self.0.is_empty() || p.len() < 12 || p[0] >> 6 != 2 || (64..96).contains(&(p[1] & 0x7f))
+        {
+            return None;
+        }
+        let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+        let f = self.0.iter_mut().find(|f| f.ssrc == ssrc)?;
+        let seq = u16::from_be_bytes([p[2], p[3]]);
+        if f.newest.is_some_and(|n| seq.wrapping_sub(n) as i16 <= 0) {
+            return None; // a resend
+        }
+        f.newest = Some(seq);
+        if f.per_packet || p[1] & 0x80 != 0 {
+            f.handed.pop_front()
+        } else {
+            None
+        }
+    }
 }
 
 /// The most `Input::Timeout`s one drain feeds str0m before it returns to the run loop (which
@@ -129,6 +199,8 @@ pub struct Peer {
     /// For the start-up logs: SSRCs whose first RTP packet went out, and whether a packet
     /// with the marker bit (the end of their first frame) went out too.
     rtp_seen: Vec<(u32, bool)>,
+    /// Frames written and not wholly sent (for the latency figure).
+    in_flight: FramesInFlight,
 }
 
 /// Makes one DTLS certificate on a thread of its own, once per process, so that the crypto
@@ -245,6 +317,7 @@ impl Peer {
             send_mids: Vec::new(),
             events: Vec::new(),
             rtp_seen: Vec::new(),
+            in_flight: FramesInFlight::default(),
         })
     }
 
@@ -270,21 +343,37 @@ impl Peer {
     }
 
     /// Write one encoded frame as the session routed it.
-    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>) {
+    /// Write one frame (handed over by the pipeline at `handed`) and send what is due.
+    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) {
         let Some(freq) = Frequency::new(route.clock_rate) else {
             return;
         };
         let Some(mut writer) = self.rtc.writer(route.mid) else {
             return;
         };
-        if let Some(rid) = route.rid {
-            writer = writer.rid(Rid::from(rid));
+        let rid = route.rid.map(Rid::from);
+        if let Some(rid) = rid {
+            writer = writer.rid(rid);
         }
         let time = MediaTime::new(route.rtp_time, freq);
-        if let Err(e) = writer.write(Pt::from(route.pt), route.wallclock, time, data) {
-            tracing::debug!(mid = %route.mid, "write failed: {e}");
+        match writer.write(Pt::from(route.pt), route.wallclock, time, data) {
+            Ok(()) => self.in_flight(route, rid, handed),
+            Err(e) => tracing::debug!(mid = %route.mid, "write failed: {e}"),
         }
         self.drain();
+    }
+
+    /// Remember a frame just written, until its last packet goes out.
+    fn in_flight(&mut self, route: &Route, rid: Option<Rid>, handed: Instant) {
+        let ssrc = self
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(route.mid, rid)
+            .map(|s| *s.ssrc());
+        if let Some(ssrc) = ssrc {
+            let per_packet = route.clock_rate != VIDEO_CLOCK_RATE;
+            self.in_flight.written(ssrc, per_packet, handed);
+        }
     }
 
     /// The bandwidth estimator's bounds (bit/s).
@@ -430,6 +519,9 @@ impl Peer {
             }
             Path::Udp
         };
+        if let Some(handed) = self.in_flight.sent(&t.contents) {
+            self.events.push(PeerEvent::FrameOut(handed.elapsed()));
+        }
         if tracing::enabled!(tracing::Level::DEBUG) {
             self.log_first_rtp(&t.contents);
         }
@@ -509,5 +601,64 @@ impl Peer {
             _ => return,
         };
         self.events.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RTP header: version 2, payload type 102 (or with the marker bit), `seq`, `ssrc`.
+    fn rtp(ssrc: u32, seq: u16, marker: bool) -> Vec<u8> {
+        let mut p = vec![0x80, 102 | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 20]);
+        p
+    }
+
+    #[test]
+    fn a_frame_is_out_with_its_last_packet() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(33);
+        let mut f = FramesInFlight::default();
+        f.written(7, false, t0);
+        f.written(7, false, t1);
+        f.written(9, true, t1);
+        // Video: the first frame's packets, the last with the marker bit.
+        assert_eq!(f.sent(&rtp(7, 1, false)), None);
+        assert_eq!(f.sent(&rtp(7, 2, false)), None);
+        assert_eq!(f.sent(&rtp(7, 3, true)), Some(t0));
+        // A resend of an earlier packet on the same SSRC ends nothing.
+        assert_eq!(f.sent(&rtp(7, 3, true)), None);
+        // Opus: every packet is a frame; unknown SSRCs (RTX) and RTCP are not frames.
+        assert_eq!(f.sent(&rtp(5, 1, true)), None);
+        let mut rtcp = rtp(9, 1, false);
+        rtcp[1] = 200; // a sender report
+        assert_eq!(f.sent(&rtcp), None);
+        assert_eq!(f.sent(&rtp(9, 1, false)), Some(t1));
+        assert_eq!(f.sent(&rtp(7, 4, true)), Some(t1));
+        assert_eq!(f.sent(&rtp(7, 5, true)), None, "nothing left in flight");
+        // Sequence numbers wrap.
+        f.written(7, false, t0);
+        assert_eq!(f.sent(&rtp(7, u16::MAX, true)), None, "older than 5");
+        f.written(11, false, t0);
+        assert_eq!(f.sent(&rtp(11, u16::MAX, false)), None);
+        assert_eq!(f.sent(&rtp(11, 0, true)), Some(t0));
+    }
+
+    #[test]
+    fn frames_never_sent_are_forgotten_after_a_bound() {
+        let t0 = Instant::now();
+        let mut f = FramesInFlight::default();
+        for k in 0..(MAX_IN_FLIGHT as u64 + 10) {
+            f.written(7, true, t0 + Duration::from_millis(k));
+        }
+        assert_eq!(
+            f.sent(&rtp(7, 1, false)),
+            Some(t0 + Duration::from_millis(10)),
+            "the 10 oldest were dropped"
+        );
     }
 }
