@@ -60,6 +60,8 @@ pub struct Stats {
     tracks: BTreeMap<OutputId, TrackStats>,
     /// Appsink → socket latencies of the current interval, in microseconds.
     latencies: Vec<u32>,
+    /// Appsink → written into the publisher connection, in microseconds.
+    written: Vec<u32>,
     /// The path media takes on each peer connection ("udp", "tcp", "relay").
     paths: BTreeMap<&'static str, String>,
     /// The publisher connection's bandwidth estimate (bit/s).
@@ -84,6 +86,7 @@ impl Stats {
             last_report: now,
             tracks: BTreeMap::new(),
             latencies: Vec::new(),
+            written: Vec::new(),
             paths: BTreeMap::new(),
             estimate: None,
             last_rates: BTreeMap::new(),
@@ -119,13 +122,24 @@ impl Stats {
         t.egress = Egress::default();
     }
 
-    /// A frame went to the publisher connection.
-    pub fn frame_sent(&mut self, output: OutputId, bytes: usize, keyframe: bool) {
+    /// A frame was written into the publisher connection, `written` after the pipeline
+    /// handed it over.
+    pub fn frame_sent(
+        &mut self,
+        output: OutputId,
+        bytes: usize,
+        keyframe: bool,
+        written: Duration,
+    ) {
         let t = self.tracks.entry(output).or_default();
         t.frames += 1;
         t.payload_bytes += bytes as u64;
         if keyframe && t.kind == Some(MediaKind::Video) {
             t.keyframes += 1;
+        }
+        if self.written.len() < 1_000_000 {
+            self.written
+                .push(written.as_micros().min(u32::MAX as u128) as u32);
         }
     }
 
@@ -202,6 +216,8 @@ impl Stats {
         self.last_report = now;
         let latency = percentiles(&mut self.latencies);
         self.latencies.clear();
+        let written = percentiles(&mut self.written);
+        self.written.clear();
         let last_rates = &mut self.last_rates;
         let tracks = self
             .tracks
@@ -244,6 +260,7 @@ impl Stats {
             interval: secs,
             tracks,
             latency,
+            written,
             dropped_frames: 0,
             paths: self.paths.clone(),
             estimate_bps: self.estimate,
@@ -323,6 +340,10 @@ pub struct Report {
     /// Frame → socket latency over the interval: from the appsink's hand-over to the frame's
     /// last packet on the socket (after str0m's pacer).
     pub latency: Latency,
+    /// Frame → publisher connection over the interval: from the appsink's hand-over to the
+    /// frame written into str0m (its wait for the run loop, and the core). The rest of
+    /// `latency` is str0m's pacer spreading the frame's packets.
+    pub written: Latency,
     /// Frames that never reached the publisher: the media side counts them (the
     /// publisher's queue was full, or the pipeline's own); 0 from the publisher itself.
     pub dropped_frames: u64,
@@ -373,6 +394,12 @@ impl Report {
                 "p99": self.latency.p99_us,
                 "max": self.latency.max_us,
                 "samples": self.latency.samples,
+            },
+            "written_us": {
+                "p50": self.written.p50_us,
+                "p99": self.written.p99_us,
+                "max": self.written.max_us,
+                "samples": self.written.samples,
             },
             "dropped_frames": self.dropped_frames,
             "paths": self.paths,
@@ -453,7 +480,7 @@ mod tests {
         s.output(&out(0, Codec::H264));
         s.published(OutputId(0), "TR_V");
         for i in 0..30 {
-            s.frame_sent(OutputId(0), 1000, i == 0);
+            s.frame_sent(OutputId(0), 1000, i == 0, Duration::from_micros(50));
             s.frame_out(Duration::from_micros(100 + i));
         }
         let r = s.report(t0 + Duration::from_secs(1));
@@ -464,6 +491,10 @@ mod tests {
         assert_eq!(r.latency.samples, 30);
         assert_eq!(r.latency.p50_us, 115);
         assert_eq!(r.latency.p99_us, 129);
+        assert_eq!((r.written.samples, r.written.p99_us), (30, 50));
+        let json = r.to_json();
+        assert_eq!(json["written_us"]["p50"], 50);
+        assert_eq!(json["latency_us"]["max"], 129);
         // The next interval starts from zero.
         let r = s.report(t0 + Duration::from_secs(2));
         assert_eq!(r.tracks[0].bitrate_bps, 0);

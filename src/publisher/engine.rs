@@ -216,8 +216,9 @@ impl Engine {
             return;
         };
         let bytes = frame.data.len();
-        publisher.send_frame(route, frame.data, frame.captured);
-        self.stats.frame_sent(frame.output, bytes, frame.keyframe);
+        let written = publisher.send_frame(route, frame.data, frame.captured);
+        self.stats
+            .frame_sent(frame.output, bytes, frame.keyframe, written);
     }
 
     fn on_datagram(&mut self, d: Datagram) {

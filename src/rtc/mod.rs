@@ -343,24 +343,28 @@ impl Peer {
     }
 
     /// Write one encoded frame as the session routed it.
-    /// Write one frame (handed over by the pipeline at `handed`) and send what is due.
-    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) {
+    /// Write one frame (handed over by the pipeline at `handed`) and send what is due; how
+    /// long after `handed` it was written.
+    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) -> Duration {
         let Some(freq) = Frequency::new(route.clock_rate) else {
-            return;
+            return handed.elapsed();
         };
         let Some(mut writer) = self.rtc.writer(route.mid) else {
-            return;
+            return handed.elapsed();
         };
         let rid = route.rid.map(Rid::from);
         if let Some(rid) = rid {
             writer = writer.rid(rid);
         }
         let time = MediaTime::new(route.rtp_time, freq);
-        match writer.write(Pt::from(route.pt), route.wallclock, time, data) {
+        let result = writer.write(Pt::from(route.pt), route.wallclock, time, data);
+        let written = handed.elapsed();
+        match result {
             Ok(()) => self.in_flight(route, rid, handed),
             Err(e) => tracing::debug!(mid = %route.mid, "write failed: {e}"),
         }
         self.drain();
+        written
     }
 
     /// Remember a frame just written, until its last packet goes out.
