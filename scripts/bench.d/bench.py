@@ -963,9 +963,11 @@ def wire_mbps(lines: list[dict[str, Any]], t_from: float = 0.0) -> float | None:
     return round(8 * (sb - sa) / dt_s / 1e6, 2)
 
 
-def latency_from_stats(lines: list[dict[str, Any]]) -> dict[str, Any] | None:
-    iv = [ln["latency_us"] for ln in lines
-          if isinstance(ln.get("latency_us"), dict) and ln["latency_us"].get("samples")]
+def latency_from_stats(lines: list[dict[str, Any]], key: str = "latency_us") -> dict[str, Any] | None:
+    """Percentiles of `key`: latency_us (appsink → a frame's last packet on the socket) or
+    written_us (appsink → the frame written into the connection, before str0m's pacer)."""
+    iv = [ln[key] for ln in lines
+          if isinstance(ln.get(key), dict) and ln[key].get("samples")]
     if not iv:
         return None
     return {
@@ -1154,6 +1156,7 @@ def run_passthrough_once(ctx: Ctx, tool: str, i: int, pipeline: str) -> dict[str
         # run is long enough to have later intervals
         steady = [ln for ln in lines if ln.get("t", 0) > 10]
         r["latency"] = latency_from_stats(steady or lines)
+        r["written"] = latency_from_stats(steady or lines, "written_us")
         r["latency_all"] = latency_from_stats(lines)
         if lines:
             last = lines[-1]
@@ -1260,6 +1263,7 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
         r["dropped_frames"] = lines[-1].get("dropped_frames") if lines else None
         r["wire_mbps"] = wire_mbps(lines, warm)
         r["latency"] = latency_from_stats(good)
+        r["written"] = latency_from_stats(good, "written_us")
         if lines:
             tr = lines[-1].get("tracks", [])
             r["plis"] = sum(t.get("pli", 0) + t.get("fir", 0) for t in tr)
@@ -1333,13 +1337,14 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             "wire_mbps": med("passthrough", "rs", "wire_mbps"),
             "fps_rs": fps("rs"), "fps_go": fps("go"),
         }
-        lat = [r.get("latency") for r in sc["passthrough"] if r.get("tool") == "rs" and r.get("latency")]
-        s["latency"] = {
-            "p50_us": median([x["p50_us_median"] for x in lat]) if lat else None,
-            "p99_us": median([x["p99_us_median"] for x in lat]) if lat else None,
-            "p99_us_worst": max(x["p99_us_worst"] for x in lat) if lat else None,
-            "runs": len(lat),
-        }
+        for key in ("latency", "written"):
+            lat = [r.get(key) for r in sc["passthrough"] if r.get("tool") == "rs" and r.get(key)]
+            s[key] = {
+                "p50_us": median([x["p50_us_median"] for x in lat]) if lat else None,
+                "p99_us": median([x["p99_us_median"] for x in lat]) if lat else None,
+                "p99_us_worst": max(x["p99_us_worst"] for x in lat) if lat else None,
+                "runs": len(lat),
+            }
     for scen in ("throughput", "sendonly"):
         if scen in sc:
             s[scen] = {tool: best_level(sc[scen], tool) for tool in ("rs", "go")}
@@ -1439,8 +1444,13 @@ def markdown(res: dict[str, Any]) -> str:
         else:
             val = (f"p50 {lat['p50_us']:.0f} µs, p99 {lat['p99_us']:.0f} µs "
                    f"(worst interval p99 {lat['p99_us_worst']:.0f} µs)")
-        L.append(f"| internal latency | appsink → socket, passthrough runs after their first 10 s "
-                 f"(5 s intervals) | {val} | – | – | p99 < 2 ms | {verdict(ok)} |")
+        L.append(f"| internal latency | appsink → a frame's last packet on the socket, passthrough runs "
+                 f"after their first 10 s (5 s intervals) | {val} | – | – | p99 < 2 ms | {verdict(ok)} |")
+    wr = s.get("written")
+    if wr is not None and wr["p50_us"] is not None:
+        L.append(f"| internal latency | … of which appsink → written into the connection (the rest is "
+                 f"str0m's pacer) | p50 {wr['p50_us']:.0f} µs, p99 {wr['p99_us']:.0f} µs (worst interval "
+                 f"p99 {wr['p99_us_worst']:.0f} µs) | – | – | – | – |")
     for scen in ("throughput", "sendonly"):
         sc = res["scenarios"].get(scen)
         if not sc:
@@ -1455,10 +1465,12 @@ def markdown(res: dict[str, Any]) -> str:
                  f"{what}):")
         L.append("")
         L.append("| tool | tracks | nominal Mbit/s | sent Mbit/s | on the wire Mbit/s | publisher CPU | server CPU | "
-                 "subscriber CPU | machine busy | UDP rcvbuf drops | PLI | min decoded/sent | p99 latency | sustained |")
+                 "subscriber CPU | machine busy | UDP rcvbuf drops | PLI | min decoded/sent | p99 latency (written) | sustained |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sc:
             lat_txt = fmt(r["latency"]["p99_us_median"], " µs", 0) if r.get("latency") else "n/a"
+            if r.get("written"):
+                lat_txt += f" ({fmt(r['written']['p99_us_median'], ' µs', 0)})"
             err = r.get("error")
             L.append(f"| {TOOL_NAMES[r['tool']]} | {r['tracks']} | {fmt(r.get('nominal_mbps'), '', 0)} | "
                      f"{fmt(r.get('sent_mbps_median'), '', 0)} | {fmt(r.get('wire_mbps'), '', 0)} | "
