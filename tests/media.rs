@@ -264,6 +264,9 @@ fn stats_json_reports_the_configured_bitrate_and_frame_rate() {
         assert!(p50 < 33_000, "median frame → socket {p50} µs: {l}");
         // Written into the connection before its last packet is on the socket.
         let written = l["written_us"]["p50"].as_u64().unwrap_or(u64::MAX);
-        assert!(written <= p50, "written after {written} µs, out after {p50} µs: {l}");
+        assert!(
+            written <= p50,
+            "written after {written} µs, out after {p50} µs: {l}"
+        );
     }
 }

@@ -201,6 +201,8 @@ pub struct Peer {
     rtp_seen: Vec<(u32, bool)>,
     /// Frames written and not wholly sent (for the latency figure).
     in_flight: FramesInFlight,
+    /// The SSRC of each (mid, rid) written to, looked up once per negotiation.
+    ssrcs: Vec<(Mid, Option<Rid>, u32)>,
 }
 
 /// Makes one DTLS certificate on a thread of its own, once per process, so that the crypto
@@ -318,6 +320,7 @@ impl Peer {
             events: Vec::new(),
             rtp_seen: Vec::new(),
             in_flight: FramesInFlight::default(),
+            ssrcs: Vec::new(),
         })
     }
 
@@ -349,35 +352,44 @@ impl Peer {
         let Some(freq) = Frequency::new(route.clock_rate) else {
             return handed.elapsed();
         };
+        let rid = route.rid.map(Rid::from);
+        // Looked up before the write: str0m wants a full drain after each mutation, and the
+        // write's packets must find the frame in flight.
+        let ssrc = self.ssrc_of(route.mid, rid);
         let Some(mut writer) = self.rtc.writer(route.mid) else {
             return handed.elapsed();
         };
-        let rid = route.rid.map(Rid::from);
         if let Some(rid) = rid {
             writer = writer.rid(rid);
         }
         let time = MediaTime::new(route.rtp_time, freq);
         let result = writer.write(Pt::from(route.pt), route.wallclock, time, data);
         let written = handed.elapsed();
-        match result {
-            Ok(()) => self.in_flight(route, rid, handed),
-            Err(e) => tracing::debug!(mid = %route.mid, "write failed: {e}"),
+        match (result, ssrc) {
+            (Ok(()), Some(ssrc)) => {
+                let per_packet = route.clock_rate != VIDEO_CLOCK_RATE;
+                self.in_flight.written(ssrc, per_packet, handed);
+            }
+            (Ok(()), None) => {}
+            (Err(e), _) => tracing::debug!(mid = %route.mid, "write failed: {e}"),
         }
         self.drain();
         written
     }
 
-    /// Remember a frame just written, until its last packet goes out.
-    fn in_flight(&mut self, route: &Route, rid: Option<Rid>, handed: Instant) {
+    /// The SSRC str0m sends `mid` (and `rid`) with, once it has negotiated one.
+    fn ssrc_of(&mut self, mid: Mid, rid: Option<Rid>) -> Option<u32> {
+        if let Some((_, _, ssrc)) = self.ssrcs.iter().find(|(m, r, _)| *m == mid && *r == rid) {
+            return Some(*ssrc);
+        }
+        // A lookup through str0m's `&mut` API; it changes nothing.
         let ssrc = self
             .rtc
             .direct_api()
-            .stream_tx_by_mid(route.mid, rid)
-            .map(|s| *s.ssrc());
-        if let Some(ssrc) = ssrc {
-            let per_packet = route.clock_rate != VIDEO_CLOCK_RATE;
-            self.in_flight.written(ssrc, per_packet, handed);
-        }
+            .stream_tx_by_mid(mid, rid)
+            .map(|s| *s.ssrc())?;
+        self.ssrcs.push((mid, rid, ssrc));
+        Some(ssrc)
     }
 
     /// The bandwidth estimator's bounds (bit/s).

@@ -89,6 +89,7 @@ impl Peer {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| RtcError::Rejected(e.to_string()))?;
+        self.ssrcs.clear();
         self.kick(now);
         Ok(self.negotiated())
     }
