@@ -136,7 +136,9 @@ async fn watch_signals(stop: mpsc::UnboundedSender<()>) {
 }
 
 fn init_logging(verbose: bool, quiet: bool, json: bool, redactor: Arc<Redactor>) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if quiet {
         "error"
     } else if verbose {
@@ -144,18 +146,33 @@ fn init_logging(verbose: bool, quiet: bool, json: bool, redactor: Arc<Redactor>)
     } else {
         "warn,gstreamer_publisher=info"
     };
-    let filter =
-        EnvFilter::try_from_env("GST_PUBLISHER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let default: Targets = default.parse().expect("the default log filter parses");
+    // `level` or `target=level` directives, comma-separated (e.g. `info,str0m=debug`).
+    let (filter, unread) = match std::env::var("GST_PUBLISHER_LOG") {
+        Ok(text) if !text.trim().is_empty() => match text.parse::<Targets>() {
+            Ok(f) => (f, None),
+            Err(e) => (default, Some((text, e))),
+        },
+        _ => (default, None),
+    };
     use std::io::IsTerminal;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(RedactingStderr(redactor))
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(RedactingStderr(Arc::clone(&redactor)))
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
         // One JSON object per line, for journald and log shippers.
-        logs.json().init();
+        registry.with(logs.json()).init();
     } else {
-        logs.with_ansi(std::io::stderr().is_terminal()).init();
+        registry
+            .with(logs.with_ansi(std::io::stderr().is_terminal()))
+            .init();
+    }
+    if let Some((text, e)) = unread {
+        tracing::warn!(
+            "GST_PUBLISHER_LOG={}: {e}; logging at the default level. Give `level` or `target=level` directives, e.g. `info,str0m=debug`",
+            redactor.redact(&text)
+        );
     }
 }
 

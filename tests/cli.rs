@@ -645,3 +645,36 @@ fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+#[test]
+fn a_log_filter_that_cannot_be_read_is_said_and_the_default_used() {
+    let pipeline = [
+        "--dry-run",
+        "--",
+        "audiotestsrc",
+        "num-buffers=5",
+        "!",
+        "opusenc",
+    ];
+    let out = run(&pipeline, &[("GST_PUBLISHER_LOG", "info,=loud")]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("GST_PUBLISHER_LOG"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.stderr);
+    assert!(
+        said[0].contains("info,=loud") && said[0].contains("default"),
+        "{}",
+        said[0]
+    );
+    // A filter that reads is taken: debug lines appear.
+    let out = run(
+        &pipeline,
+        &[("GST_PUBLISHER_LOG", "gstreamer_publisher=debug")],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("DEBUG"), "{}", out.stderr);
+    assert!(!out.stderr.contains("GST_PUBLISHER_LOG"), "{}", out.stderr);
+}
