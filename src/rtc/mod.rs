@@ -345,9 +345,8 @@ impl Peer {
         self.events.drain(..)
     }
 
-    /// Write one encoded frame as the session routed it.
-    /// Write one frame (handed over by the pipeline at `handed`) and send what is due; how
-    /// long after `handed` it was written.
+    /// Write one encoded frame as the session routed it (handed over by the pipeline at
+    /// `handed`) and send what is due; returns how long after `handed` it was written.
     pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) -> Duration {
         let Some(freq) = Frequency::new(route.clock_rate) else {
             return handed.elapsed();

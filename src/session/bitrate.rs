@@ -222,7 +222,11 @@ impl Session {
                         .get(id)
                         .copied()
                         .or_else(|| self.congestion.metered.get(id).and_then(Meter::rate));
-                    unmeasured |= sent.is_none() && format.encoder_bitrate.is_none();
+                    // Held only once it sends: one that never does must not keep the
+                    // estimator from the other outputs.
+                    unmeasured |= sent.is_none()
+                        && format.encoder_bitrate.is_none()
+                        && self.congestion.metered.contains_key(id);
                     fixed += sent.or(format.encoder_bitrate).unwrap_or(0);
                     rigid.push((*id, sent));
                 }

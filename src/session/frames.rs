@@ -177,15 +177,15 @@ impl Session {
             // who joins right after the track went live gets its own at once).
             self.pubs.keyframe_asked.remove(&output);
         }
+        let (media, wallclock) = self.clock.place(now, running_time);
+        if rigid {
+            self.meter(output, media, bytes);
+        }
         if video && !self.congestion.video_sent {
             // The estimator may probe from now on (see `Congestion::video_sent`); the frame
             // goes out before the bounds that start it.
             self.congestion.video_sent = true;
             self.reallocate();
-        }
-        let (media, wallclock) = self.clock.place(now, running_time);
-        if rigid {
-            self.meter(output, media, bytes);
         }
         Some(Route {
             mid,

@@ -134,3 +134,35 @@ fn an_output_that_cannot_adapt_is_measured_before_the_estimator_gets_its_bounds(
     });
     assert_eq!(desired(&a), Some((6_000_000.0 / USABLE) as u64), "{a:?}");
 }
+
+#[test]
+fn an_output_that_cannot_adapt_and_sends_nothing_holds_nothing_back() {
+    // An encoder's output and a pre-encoded one that has not sent (a camera not up yet):
+    // the encoder's first frame gives the estimator its bounds as usual.
+    let mut h = Harness::new();
+    h.join();
+    h.offer_created(&[]);
+    h.answer(1);
+    let mut enc = output(0, Codec::H264);
+    enc.format.adaptable = true;
+    enc.format.encoder_bitrate = Some(2_000_000);
+    let mut file = output(1, Codec::H264);
+    file.element = "h264parse0".into();
+    file.format.keyframes_on_request = false;
+    let mut cids = add_track_cids(&h.feed(Input::Pipeline(PipelineEvent::OutputAdded(enc))));
+    cids.extend(add_track_cids(
+        &h.feed(Input::Pipeline(PipelineEvent::OutputAdded(file))),
+    ));
+    assert_eq!(cids.len(), 2);
+    h.published(&cids[0], "TR_A");
+    h.published(&cids[1], "TR_B");
+    h.offer_created(&[(&cids[0], "1"), (&cids[1], "2")]);
+    h.answer(2);
+    h.feed(Input::Connected(Pc::Publisher));
+    let a = h.keyframe_out(0);
+    assert_eq!(
+        desired(&a),
+        Some((2_000_000.0 / USABLE) as u64),
+        "bounds from the encoder's first frame: {a:?}"
+    );
+}
