@@ -12,16 +12,46 @@ fn live_4m(h: &mut Harness) {
 
 /// One live H.264 output from an encoder set to 4 Mbit/s, no frame sent yet.
 fn live_4m_unsent(h: &mut Harness) {
+    live_outputs(h, vec![encoder(0, 4_000_000)]);
+}
+
+/// An H.264 output from an encoder set to `bps`.
+fn encoder(id: u32, bps: u64) -> Output {
+    let mut o = output(id, Codec::H264);
+    o.format.adaptable = true;
+    o.format.encoder_bitrate = Some(bps);
+    o
+}
+
+/// A pre-encoded H.264 output (a file, a camera's own encoder): no encoder to adapt.
+fn pre_encoded(id: u32) -> Output {
+    let mut o = output(id, Codec::H264);
+    o.element = format!("h264parse{id}");
+    o.format.keyframes_on_request = false;
+    o
+}
+
+/// Joined, `outputs` published on mids "1", "2", … and the publisher connected.
+fn live_outputs(h: &mut Harness, outputs: Vec<Output>) {
     h.join();
     h.offer_created(&[]);
     h.answer(1);
-    let mut o = output(0, Codec::H264);
-    o.format.adaptable = true;
-    o.format.encoder_bitrate = Some(4_000_000);
-    let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
-    let cid = add_track_cids(&a).pop().unwrap();
-    h.published(&cid, "TR_V");
-    h.offer_created(&[(&cid, "1")]);
+    let mut cids = Vec::new();
+    for o in outputs {
+        cids.extend(add_track_cids(
+            &h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o))),
+        ));
+    }
+    let mids: Vec<String> = (1..=cids.len()).map(|m| m.to_string()).collect();
+    for (k, cid) in cids.iter().enumerate() {
+        h.published(cid, &format!("TR_{k}"));
+    }
+    let sections: Vec<(&str, &str)> = cids
+        .iter()
+        .zip(&mids)
+        .map(|(c, m)| (c.as_str(), m.as_str()))
+        .collect();
+    h.offer_created(&sections);
     h.answer(2);
     h.feed(Input::Connected(Pc::Publisher));
 }
@@ -92,17 +122,7 @@ fn an_output_that_cannot_adapt_is_measured_before_the_estimator_gets_its_bounds(
     // str0m's initial probes come once, with the first bounds, and never above twice the
     // desired rate: a pre-encoded stream's rate must be in it by then.
     let mut h = Harness::new();
-    h.join();
-    h.offer_created(&[]);
-    h.answer(1);
-    let mut o = output(0, Codec::H264);
-    o.format.keyframes_on_request = false; // a file: no encoder
-    let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o)));
-    let cid = add_track_cids(&a).pop().unwrap();
-    h.published(&cid, "TR_V");
-    h.offer_created(&[(&cid, "1")]);
-    h.answer(2);
-    h.feed(Input::Connected(Pc::Publisher));
+    live_outputs(&mut h, vec![pre_encoded(0)]);
     // 30 kB frames 33 ms apart: 16 of them span 0.495 s of media, short of the 0.5 s.
     let frame = |h: &mut Harness, k: u64| {
         let now = h.at(33);
@@ -140,25 +160,7 @@ fn an_output_that_cannot_adapt_and_sends_nothing_holds_nothing_back() {
     // An encoder's output and a pre-encoded one that has not sent (a camera not up yet):
     // the encoder's first frame gives the estimator its bounds as usual.
     let mut h = Harness::new();
-    h.join();
-    h.offer_created(&[]);
-    h.answer(1);
-    let mut enc = output(0, Codec::H264);
-    enc.format.adaptable = true;
-    enc.format.encoder_bitrate = Some(2_000_000);
-    let mut file = output(1, Codec::H264);
-    file.element = "h264parse0".into();
-    file.format.keyframes_on_request = false;
-    let mut cids = add_track_cids(&h.feed(Input::Pipeline(PipelineEvent::OutputAdded(enc))));
-    cids.extend(add_track_cids(
-        &h.feed(Input::Pipeline(PipelineEvent::OutputAdded(file))),
-    ));
-    assert_eq!(cids.len(), 2);
-    h.published(&cids[0], "TR_A");
-    h.published(&cids[1], "TR_B");
-    h.offer_created(&[(&cids[0], "1"), (&cids[1], "2")]);
-    h.answer(2);
-    h.feed(Input::Connected(Pc::Publisher));
+    live_outputs(&mut h, vec![encoder(0, 2_000_000), pre_encoded(1)]);
     let a = h.keyframe_out(0);
     assert_eq!(
         desired(&a),
