@@ -31,6 +31,9 @@ const LEAVE_FLUSH: Duration = Duration::from_millis(500);
 
 type Connecting = tokio::task::JoinHandle<std::result::Result<SignalLink, ConnectError>>;
 
+/// The most frames one wake-up of the run loop writes before it sends what is due.
+const FRAMES_PER_WAKE: usize = 16;
+
 /// The drivers, and the one session they serve.
 pub(super) struct Engine {
     session: Session,
@@ -167,7 +170,17 @@ impl Engine {
                         None => self.steps = None,
                     }
                 }
-                Some(frame) = frames.recv() => self.on_frame(frame),
+                Some(frame) = frames.recv() => {
+                    self.on_frame(frame);
+                    // Frames that came together are written together; the drain after the
+                    // select sends them (see `Peer::send_frame`).
+                    for _ in 1..FRAMES_PER_WAKE {
+                        match frames.try_recv() {
+                            Ok(frame) => self.on_frame(frame),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some(d) = datagrams.recv() => self.on_datagram(d),
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }

@@ -346,7 +346,11 @@ impl Peer {
     }
 
     /// Write one encoded frame as the session routed it (handed over by the pipeline at
-    /// `handed`) and send what is due; returns how long after `handed` it was written.
+    /// `handed`); returns how long after `handed` it was written. The frame is packetized
+    /// and sent at the peer's next timeout, which is due at once ([`Peer::poll_timeout`]):
+    /// frames that arrive together (the branches of one pipeline, audio beside video) are all
+    /// written first and then sent by one drain, each in its place in the pacer's queues,
+    /// instead of each waiting for the packets of the ones before it to be sent.
     pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) -> Duration {
         let Some(freq) = Frequency::new(route.clock_rate) else {
             return handed.elapsed();
@@ -372,7 +376,7 @@ impl Peer {
             (Ok(()), None) => {}
             (Err(e), _) => tracing::debug!(mid = %route.mid, "write failed: {e}"),
         }
-        self.drain();
+        self.drain_rounds(0);
         written
     }
 
@@ -492,13 +496,19 @@ impl Peer {
     /// loop and its millisecond timer per packet (which capped a peer at about 1,000
     /// packets a second and spread each frame over milliseconds).
     fn drain(&mut self) {
+        self.drain_rounds(MAX_DUE_ROUNDS);
+    }
+
+    /// [`Peer::drain`], feeding str0m the time at most `max_rounds` times (0: only take what
+    /// it has ready, which still completes the drain str0m wants after a mutation).
+    fn drain_rounds(&mut self, max_rounds: usize) {
         let mut rounds = 0;
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
                     self.next_timeout = t;
                     let now = Instant::now();
-                    if t > now || rounds == MAX_DUE_ROUNDS {
+                    if t > now || rounds == max_rounds {
                         break;
                     }
                     rounds += 1;
