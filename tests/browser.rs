@@ -331,18 +331,24 @@ fn foreign_payload_types(log: &str, codec: &str) -> Vec<u32> {
 /// Chromium viewer with adaptive stream whose `<video>` is `element` pixels: LiveKit picks the
 /// layer from that size, and the browser settles on that layer (at most `max_width` wide, at
 /// least `min_width`), with no freeze.
-fn simulcast_layer_for_element(name: &str, element: (u32, u32), min_width: u32, max_width: u32) {
+/// `stay_s`: how long the browser watches.
+fn simulcast_layer_for_element(
+    name: &str,
+    element: (u32, u32),
+    min_width: u32,
+    max_width: u32,
+    stay_s: u32,
+) {
     let server = LiveKitServer::start();
     let (room, _dir, log) = fresh_room(name);
     let (w, h) = (element.0.to_string(), element.1.to_string());
+    let stay = stay_s.to_string();
     let browser = BrowserSubscriber::spawn(
         &server,
         &room,
         &[
-            // LiveKit starts a viewer low and climbs as its estimate of the viewer's link
-            // grows: measured 0.2 to 4.3 s from the first frame to the full layer.
             "--duration",
-            "12",
+            &stay,
             "--adaptive-stream",
             "--video-width",
             &w,
@@ -433,11 +439,17 @@ fn payload_types_of_another_codec_are_found_in_a_publisher_log() {
 #[test]
 fn simulcast_a_small_video_element_gets_a_small_layer() {
     let _s = serial();
-    simulcast_layer_for_element("sc-small", (320, 180), 320, 640);
+    simulcast_layer_for_element("sc-small", (320, 180), 320, 640, 12);
 }
 
 #[test]
 fn simulcast_a_large_video_element_gets_the_full_layer() {
     let _s = serial();
-    simulcast_layer_for_element("sc-large", (1280, 720), 1280, 1280);
+    // LiveKit starts a viewer low and climbs as its estimate of the viewer's link grows:
+    // measured 0.2 to 4.3 s from the first frame to the full layer. And on this 2-core
+    // machine the estimate can dip under load: in 3 of 16 runs on 2026-12-05 it fell from
+    // about 4 to 1.5 Mbit/s some 3.6 s after the start, the full layer paused, and a layer
+    // that stops within 10 s of starting waits 10 s before it starts again (see the
+    // simulcast section of the README). 20 s leaves room for that once.
+    simulcast_layer_for_element("sc-large", (1280, 720), 1280, 1280, 20);
 }
