@@ -137,18 +137,12 @@ impl Stats {
         if keyframe && t.kind == Some(MediaKind::Video) {
             t.keyframes += 1;
         }
-        if self.written.len() < 1_000_000 {
-            self.written
-                .push(written.as_micros().min(u32::MAX as u128) as u32);
-        }
+        push_us(&mut self.written, written);
     }
 
     /// A frame's last packet went to the socket, `latency` after the pipeline handed it over.
     pub fn frame_out(&mut self, latency: Duration) {
-        if self.latencies.len() < 1_000_000 {
-            self.latencies
-                .push(latency.as_micros().min(u32::MAX as u128) as u32);
-        }
+        push_us(&mut self.latencies, latency);
     }
 
     /// str0m's cumulative egress counters for the mid that carries `output`.
@@ -265,6 +259,13 @@ impl Stats {
             paths: self.paths.clone(),
             estimate_bps: self.estimate,
         }
+    }
+}
+
+/// One latency sample of an interval, in µs (at most a million an interval).
+fn push_us(samples: &mut Vec<u32>, d: Duration) {
+    if samples.len() < 1_000_000 {
+        samples.push(d.as_micros().min(u32::MAX as u128) as u32);
     }
 }
 

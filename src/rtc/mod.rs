@@ -113,6 +113,31 @@ const VIDEO_CLOCK_RATE: u32 = 90_000;
 /// must not shift the figures for good).
 const MAX_IN_FLIGHT: usize = 256;
 
+/// The header fields of an RTP packet as it goes to the socket (SRTP leaves the header in the
+/// clear); `None` for anything else (RTCP, DTLS, STUN).
+#[derive(Debug, Clone, Copy)]
+struct RtpHeader {
+    ssrc: u32,
+    seq: u16,
+    pt: u8,
+    marker: bool,
+}
+
+impl RtpHeader {
+    fn read(p: &[u8]) -> Option<RtpHeader> {
+        // RTP version 2 and not RTCP (packet types 192-223: 64-95 without the marker bit).
+        if p.len() < 12 || p[0] >> 6 != 2 || (64..96).contains(&(p[1] & 0x7f)) {
+            return None;
+        }
+        Some(RtpHeader {
+            ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+            seq: u16::from_be_bytes([p[2], p[3]]),
+            pt: p[1] & 0x7f,
+            marker: p[1] & 0x80 != 0,
+        })
+    }
+}
+
 /// Frames written to str0m whose last packet has not gone to the socket yet, per SSRC: when
 /// the last one goes, the frame's time from the pipeline to the socket is known.
 #[derive(Default)]
@@ -150,22 +175,17 @@ impl FramesInFlight {
         f.handed.push_back(handed);
     }
 
-    /// A packet went to the socket: when it ends a frame in flight, when that frame was
+    /// An RTP packet went to the socket: when it ends a frame in flight, when that frame was
     /// handed over.
-    fn sent(&mut self, p: &[u8]) -> Option<Instant> {
-        // RTP version 2 and not RTCP (packet types 192-223: 64-95 without the marker bit).
-        if self.0.is_empty() || p.len() < 12 || p[0] >> 6 != 2 || (64..96).contains(&(p[1] & 0x7f))
+    fn sent(&mut self, rtp: RtpHeader) -> Option<Instant> {
+        let f = self.0.iter_mut().find(|f| f.ssrc == rtp.ssrc)?;
+        if f.newest
+            .is_some_and(|n| rtp.seq.wrapping_sub(n) as i16 <= 0)
         {
-            return None;
-        }
-        let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
-        let f = self.0.iter_mut().find(|f| f.ssrc == ssrc)?;
-        let seq = u16::from_be_bytes([p[2], p[3]]);
-        if f.newest.is_some_and(|n| seq.wrapping_sub(n) as i16 <= 0) {
             return None; // a resend
         }
-        f.newest = Some(seq);
-        if f.per_packet || p[1] & 0x80 != 0 {
+        f.newest = Some(rtp.seq);
+        if f.per_packet || rtp.marker {
             f.handed.pop_front()
         } else {
             None
@@ -544,11 +564,13 @@ impl Peer {
             }
             Path::Udp
         };
-        if let Some(handed) = self.in_flight.sent(&t.contents) {
-            self.events.push(PeerEvent::FrameOut(handed.elapsed()));
-        }
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            self.log_first_rtp(&t.contents);
+        if let Some(rtp) = RtpHeader::read(&t.contents) {
+            if let Some(handed) = self.in_flight.sent(rtp) {
+                self.events.push(PeerEvent::FrameOut(handed.elapsed()));
+            }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                self.log_first_rtp(rtp);
+            }
         }
         // Media and DTLS (not STUN: checks go out on every pair) tell the path in use.
         let stun = t.contents.first().is_some_and(|b| *b < 2);
@@ -561,13 +583,10 @@ impl Peer {
     /// Debug log of each SSRC's first RTP packet on the wire, and of its first packet with
     /// the marker bit (for video: the last packet of the first frame, a keyframe); at trace
     /// level every packet with the marker bit (the end of each frame) too.
-    fn log_first_rtp(&mut self, p: &[u8]) {
-        // RTP version 2 and not RTCP (packet types 192-223: 64-95 without the marker bit).
-        if p.len() < 12 || p[0] >> 6 != 2 || (64..96).contains(&(p[1] & 0x7f)) {
-            return;
-        }
-        let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
-        let (pt, marker) = (p[1] & 0x7f, p[1] & 0x80 != 0);
+    fn log_first_rtp(&mut self, rtp: RtpHeader) {
+        let RtpHeader {
+            ssrc, pt, marker, ..
+        } = rtp;
         if marker {
             tracing::trace!(pc = ?self.pc, ssrc, pt, "RTP packet with the marker bit sent");
         }
@@ -633,14 +652,18 @@ impl Peer {
 mod tests {
     use super::*;
 
-    /// An RTP header: version 2, payload type 102 (or with the marker bit), `seq`, `ssrc`.
-    fn rtp(ssrc: u32, seq: u16, marker: bool) -> Vec<u8> {
+    /// An RTP packet: version 2, payload type 102 (or with the marker bit), `seq`, `ssrc`.
+    fn packet(ssrc: u32, seq: u16, marker: bool) -> Vec<u8> {
         let mut p = vec![0x80, 102 | if marker { 0x80 } else { 0 }];
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(&[0, 0, 0, 0]);
         p.extend_from_slice(&ssrc.to_be_bytes());
         p.extend_from_slice(&[0; 20]);
         p
+    }
+
+    fn rtp(ssrc: u32, seq: u16, marker: bool) -> RtpHeader {
+        RtpHeader::read(&packet(ssrc, seq, marker)).expect("an RTP packet")
     }
 
     #[test]
@@ -652,25 +675,25 @@ mod tests {
         f.written(7, false, t1);
         f.written(9, true, t1);
         // Video: the first frame's packets, the last with the marker bit.
-        assert_eq!(f.sent(&rtp(7, 1, false)), None);
-        assert_eq!(f.sent(&rtp(7, 2, false)), None);
-        assert_eq!(f.sent(&rtp(7, 3, true)), Some(t0));
+        assert_eq!(f.sent(rtp(7, 1, false)), None);
+        assert_eq!(f.sent(rtp(7, 2, false)), None);
+        assert_eq!(f.sent(rtp(7, 3, true)), Some(t0));
         // A resend of an earlier packet on the same SSRC ends nothing.
-        assert_eq!(f.sent(&rtp(7, 3, true)), None);
+        assert_eq!(f.sent(rtp(7, 3, true)), None);
         // Opus: every packet is a frame; unknown SSRCs (RTX) and RTCP are not frames.
-        assert_eq!(f.sent(&rtp(5, 1, true)), None);
-        let mut rtcp = rtp(9, 1, false);
+        assert_eq!(f.sent(rtp(5, 1, true)), None);
+        let mut rtcp = packet(9, 1, false);
         rtcp[1] = 200; // a sender report
-        assert_eq!(f.sent(&rtcp), None);
-        assert_eq!(f.sent(&rtp(9, 1, false)), Some(t1));
-        assert_eq!(f.sent(&rtp(7, 4, true)), Some(t1));
-        assert_eq!(f.sent(&rtp(7, 5, true)), None, "nothing left in flight");
+        assert!(RtpHeader::read(&rtcp).is_none());
+        assert_eq!(f.sent(rtp(9, 1, false)), Some(t1));
+        assert_eq!(f.sent(rtp(7, 4, true)), Some(t1));
+        assert_eq!(f.sent(rtp(7, 5, true)), None, "nothing left in flight");
         // Sequence numbers wrap.
         f.written(7, false, t0);
-        assert_eq!(f.sent(&rtp(7, u16::MAX, true)), None, "older than 5");
+        assert_eq!(f.sent(rtp(7, u16::MAX, true)), None, "older than 5");
         f.written(11, false, t0);
-        assert_eq!(f.sent(&rtp(11, u16::MAX, false)), None);
-        assert_eq!(f.sent(&rtp(11, 0, true)), Some(t0));
+        assert_eq!(f.sent(rtp(11, u16::MAX, false)), None);
+        assert_eq!(f.sent(rtp(11, 0, true)), Some(t0));
     }
 
     #[test]
@@ -681,7 +704,7 @@ mod tests {
             f.written(7, true, t0 + Duration::from_millis(k));
         }
         assert_eq!(
-            f.sent(&rtp(7, 1, false)),
+            f.sent(rtp(7, 1, false)),
             Some(t0 + Duration::from_millis(10)),
             "the 10 oldest were dropped"
         );

@@ -278,9 +278,7 @@ impl Session {
             }
         }
         self.arm_probe();
-        if !unmeasured {
-            self.set_limits(&demands, fixed);
-        }
+        self.set_limits(&demands, fixed, unmeasured);
         self.warn_rigid(usable, &rigid);
     }
 
@@ -418,8 +416,8 @@ impl Session {
     /// its starting value) once, when it first has bounds, and never above twice the desired
     /// rate, so a desired rate without that output's would waste them (measured: an
     /// 8 Mbit/s file's estimate stayed at 1.7 Mbit/s for 4 s).
-    fn set_limits(&mut self, demands: &[Demand], fixed: u64) {
-        if !self.congestion.video_sent {
+    fn set_limits(&mut self, demands: &[Demand], fixed: u64, unmeasured: bool) {
+        if !self.congestion.video_sent || unmeasured {
             return;
         }
         let floors: u64 = demands.iter().map(|d| d.floor).sum::<u64>() + fixed;
