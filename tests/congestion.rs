@@ -357,6 +357,17 @@ fn a_simulcast_layer_the_link_cannot_carry_pauses_and_comes_back_when_it_grows()
         medium.pretty()
     );
 
+    // A try of the full layer on the small link may be under way: let it end first, so that
+    // "back" below is a start on the grown link (a try caught at the growth once counted as
+    // back after 73 µs, then ended, and the layer's back-off kept it off).
+    let idle = wait_until(Duration::from_secs(10), || {
+        (state("x264enc0") == Some(true)).then_some(())
+    });
+    assert!(
+        idle.is_some(),
+        "the full layer stayed on for 10 s on a 1.2 Mbit/s link:\n{}",
+        history(&scene.stats)
+    );
     scene
         .lab
         .set_rate(Direction::Uplink, 6000)
