@@ -387,6 +387,20 @@ pub fn parse_bitrate(text: &str) -> Result<u64, String> {
     Ok(bps as u64)
 }
 
+/// One H.264 NAL unit that decoders skip: an SEI message of unregistered user data (this
+/// product's UUID, no payload), in Annex-B. Sent in place of frames kept for a first viewer
+/// (see `session::held`): the server sees the stream, and no receiver or server takes it for a
+/// frame to show or for a keyframe (it has no slice and no SPS).
+pub const H264_PLACEHOLDER: [u8; 24] = [
+    0, 0, 0, 1,    // start code
+    0x06, // SEI
+    0x05, // payload type 5: user data unregistered
+    0x10, // payload size 16: the UUID alone
+    0x5f, 0x3a, 0x91, 0xc4, 0x27, 0xe8, 0x4b, 0x6d, 0x92, 0x1f, 0xa7, 0x3c, 0x58, 0xe6, 0x0b,
+    0xd4, // UUID, no two zero bytes in a row (no emulation prevention needed)
+    0x80, // rbsp trailing bits
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,8 @@ struct TrackStats {
     /// Its encoder cannot make keyframes on request; how many requests went unserved.
     no_keyframes_on_request: bool,
     unserved_keyframe_requests: u64,
+    /// Frames sent again, from its latest keyframe on, for its first viewer.
+    kept_frames_sent: u64,
 }
 
 /// Aggregates figures between two reports.
@@ -111,6 +113,12 @@ impl Stats {
             t.unserved_keyframe_requests += 1;
         }
         !t.no_keyframes_on_request
+    }
+
+    /// The frames kept for `output`'s first viewer were sent, `frames` of them (their bytes
+    /// count in `frame_sent` too).
+    pub fn kept_sent(&mut self, output: OutputId, frames: usize) {
+        self.tracks.entry(output).or_default().kept_frames_sent += frames as u64;
     }
 
     /// The output is published as track `sid` (a fresh publication after a reconnect).
@@ -236,6 +244,7 @@ impl Stats {
                     layer: t.layer,
                     paused: t.paused,
                     unserved_keyframe_requests: t.unserved_keyframe_requests,
+                    kept_frames_sent: t.kept_frames_sent,
                     fps: frames as f64 / secs,
                     frames_sent: t.frames,
                     keyframes_sent: t.keyframes,
@@ -315,6 +324,9 @@ pub struct TrackReport {
     /// Keyframe requests its encoder could not serve (it has none: a file, a camera's own
     /// stream); viewers waited for the stream's next keyframe instead.
     pub unserved_keyframe_requests: u64,
+    /// Frames kept from its latest keyframe on and sent again when its first viewer asked
+    /// for a keyframe (a stream that cannot make one; the first viewer starts on them).
+    pub kept_frames_sent: u64,
     pub fps: f64,
     pub frames_sent: u64,
     pub keyframes_sent: u64,
@@ -373,6 +385,7 @@ impl Report {
                     "layer": t.layer,
                     "paused": t.paused,
                     "unserved_keyframe_requests": t.unserved_keyframe_requests,
+                    "kept_frames_sent": t.kept_frames_sent,
                     "fps": (t.fps * 100.0).round() / 100.0,
                     "frames_sent": t.frames_sent,
                     "keyframes_sent": t.keyframes_sent,

@@ -20,8 +20,8 @@ use crate::error::Result;
 use crate::media::{Frame, OutputId, PipelineEvent, TrackSid};
 use crate::rtc::{Datagram, Peer, PeerEvent};
 use crate::session::{
-    Action, IcePolicy, Input, OfferChanges, Pc, Route, Session, SessionConfig, SimulcastGroup,
-    TokenChoice,
+    Action, IcePolicy, Input, Keep, OfferChanges, Pc, Route, Session, SessionConfig,
+    SimulcastGroup, TokenChoice,
 };
 use crate::signal::{self, ConnectError, ConnectStep, SignalEvent, SignalLink};
 use crate::stats::Stats;
@@ -57,6 +57,8 @@ pub(super) struct Engine {
     stats: Stats,
     /// `name.pad` of each track, for logs.
     names: HashMap<OutputId, String>,
+    /// Frames kept for a track's first viewer, as the session says (see `session::Keep`).
+    kept: HashMap<OutputId, Vec<Frame>>,
     events: mpsc::Sender<Event>,
 }
 
@@ -106,6 +108,7 @@ impl Engine {
             steps: None,
             stats: Stats::new(start),
             names: HashMap::new(),
+            kept: HashMap::new(),
             events,
         })
     }
@@ -213,15 +216,58 @@ impl Engine {
     /// One frame: into the core once, to the publisher once.
     fn on_frame(&mut self, frame: Frame) {
         let now = Instant::now();
-        if let Some(route) = self.session.route_frame(
+        let fate = self.session.route_frame(
             now,
             frame.output,
             frame.running_time,
             frame.keyframe,
             frame.data.len(),
-        ) {
+        );
+        match fate.keep {
+            Keep::Nothing => {
+                self.kept.remove(&frame.output);
+            }
+            Keep::First => {
+                self.kept.insert(frame.output, vec![frame.clone()]);
+            }
+            Keep::Next => {
+                if let Some(kept) = self.kept.get_mut(&frame.output) {
+                    kept.push(frame.clone());
+                }
+            }
+        }
+        let Some(route) = fate.route else {
+            return;
+        };
+        if fate.placeholder {
+            if let Some(publisher) = self.publisher.as_mut() {
+                let placeholder: Arc<[u8]> = Arc::new(crate::media::H264_PLACEHOLDER);
+                publisher.send_frame(&route, placeholder, frame.captured);
+            }
+        } else {
             self.send_frame(&route, frame);
         }
+    }
+
+    /// The frames kept for `output`'s first viewer go out now, on these routes.
+    fn send_kept(&mut self, output: OutputId, routes: &[Route]) {
+        let kept = self.kept.remove(&output).unwrap_or_default();
+        if kept.len() != routes.len() {
+            tracing::warn!(
+                "{}: {} frames kept for the first viewer, {} routes for them; the extra ones are not sent",
+                self.name(output),
+                kept.len(),
+                routes.len()
+            );
+        }
+        let mut sent = 0;
+        for (route, mut frame) in routes.iter().zip(kept) {
+            // Their latency counts from now: their wait for a viewer is not the send path's.
+            frame.captured = Instant::now();
+            self.send_frame(route, frame);
+            sent += 1;
+        }
+        self.stats.kept_sent(output, sent);
     }
 
     fn send_frame(&mut self, route: &Route, frame: Frame) {
@@ -401,6 +447,7 @@ impl Engine {
                 }
             }
             Action::RequestKeyframe(track) => self.request_keyframe(track),
+            Action::SendKept { output, routes } => self.send_kept(output, &routes),
             Action::SetBitrate { output, bps, share } => {
                 if bps == share {
                     tracing::debug!("{}: target {} kbit/s", self.name(output), bps / 1000);

@@ -392,7 +392,7 @@ impl Session {
         self.timers.retain(|t| {
             matches!(
                 t,
-                Timer::Publish | Timer::KeyframeRetry(_) | Timer::MediaLost
+                Timer::Publish | Timer::KeyframeRetry(_) | Timer::SendKept(_) | Timer::MediaLost
             )
         });
         self.timers.set(Timer::Retry, self.now);

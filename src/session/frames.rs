@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::connection::Phase;
+use super::held::Keep;
 use super::timers::Timer;
 use super::tracks::TrackState;
 use super::{Mid, Session};
@@ -27,6 +28,17 @@ pub struct Route {
     pub clock_rate: u32,
     /// The frame's capture time on the shared media clock (for RTCP sender reports).
     pub wallclock: Instant,
+}
+
+/// What becomes of a frame: where it goes out now, if it does, and what the driver keeps
+/// of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fate {
+    pub route: Option<Route>,
+    /// Send, on `route`, not this frame but a placeholder (`media::H264_PLACEHOLDER`), just
+    /// before the time of the keyframe kept for the first viewer (see [`held`](super::held)).
+    pub placeholder: bool,
+    pub keep: Keep,
 }
 
 /// One payload type negotiated for a media section, as the driver read it from the answer.
@@ -100,7 +112,20 @@ pub(crate) struct MediaClock {
 /// Media time left between the last frame of a pipeline and the first of its restart.
 const RESTART_GAP: Duration = Duration::from_millis(40);
 
+/// Where the session's media time starts: one millisecond in, so that a time just before
+/// any frame's exists (a stream keeping frames for its first viewer sends its parameter
+/// sets one tick before its kept keyframe, see [`held`](super::held)).
+pub(crate) const MEDIA_START: Duration = Duration::from_millis(1);
+
 impl MediaClock {
+    /// A clock whose media time starts at `start`.
+    pub(crate) fn starting_at(start: Duration) -> MediaClock {
+        MediaClock {
+            offset: start,
+            ..MediaClock::default()
+        }
+    }
+
     /// The media time of a frame with this running time, and its wallclock.
     fn place(&mut self, now: Instant, running_time: Duration) -> (Duration, Instant) {
         if self.rebase {
@@ -127,9 +152,10 @@ pub(crate) fn rtp_time(running_time: Duration, clock_rate: u32) -> u64 {
 }
 
 impl Session {
-    /// Decide whether a frame of `output` goes out, and how. Frames of outputs that are not
-    /// live yet are dropped; a video track that just went live drops frames until its first
-    /// keyframe, so the first frame a subscriber gets decodes.
+    /// Decide what becomes of a frame: whether and how it goes out now, and whether the
+    /// driver keeps it for the track's first viewer (see [`held`](super::held)). Frames of
+    /// outputs that are not live yet are not sent; a video track that just went live drops
+    /// frames until its first keyframe, so the first frame a subscriber gets decodes.
     pub fn route_frame(
         &mut self,
         now: Instant,
@@ -137,8 +163,49 @@ impl Session {
         running_time: Duration,
         keyframe: bool,
         bytes: usize,
-    ) -> Option<Route> {
+    ) -> Fate {
         tracing::trace!(?output, keyframe, "frame from the pipeline");
+        let (keep, keyframe_at) = match self.pubs.tracks.get_mut(&output) {
+            Some(track) if track.keeps_for_first_viewer() => match track.first_viewer.kept_mut() {
+                Some(kept) => {
+                    let (media, wallclock) = self.clock.place(now, running_time);
+                    (
+                        kept.add(keyframe, media, wallclock, bytes),
+                        kept.frames.first().copied(),
+                    )
+                }
+                None => (Keep::Nothing, None),
+            },
+            _ => (Keep::Nothing, None),
+        };
+        let placeholder = keep != Keep::Nothing;
+        let mut route = self.route(now, output, running_time, keyframe, bytes, placeholder);
+        if let (true, Some(r), Some((media, wallclock))) =
+            (placeholder, route.as_mut(), keyframe_at)
+        {
+            // Kept, not sent: the placeholder goes out one tick before the kept keyframe, so
+            // that the kept frames, sent later, are newer than anything the server has (it
+            // drops older ones), and no receiver takes the keyframe for more of the
+            // placeholder's "frame" (same timestamp).
+            r.rtp_time = rtp_time(media, r.clock_rate).saturating_sub(1);
+            r.wallclock = wallclock;
+        }
+        Fate {
+            route,
+            placeholder,
+            keep,
+        }
+    }
+
+    fn route(
+        &mut self,
+        now: Instant,
+        output: OutputId,
+        running_time: Duration,
+        keyframe: bool,
+        bytes: usize,
+        placeholder: bool,
+    ) -> Option<Route> {
         if self.phase != Phase::Joined || !self.link.publisher_connected {
             return None;
         }
@@ -181,11 +248,9 @@ impl Session {
         if rigid {
             self.meter(output, media, bytes);
         }
-        if video && !self.congestion.video_sent {
-            // The estimator may probe from now on (see `Congestion::video_sent`); the frame
-            // goes out before the bounds that start it.
-            self.congestion.video_sent = true;
-            self.reallocate();
+        if video && !placeholder {
+            // The frame goes out before the bounds that start the estimator's probes.
+            self.video_goes_out();
         }
         Some(Route {
             mid,
@@ -195,6 +260,16 @@ impl Session {
             clock_rate,
             wallclock,
         })
+    }
+
+    /// Video goes out: the estimator may probe from now on (see `Congestion::video_sent`).
+    /// Not before: its probes are made of the media in the pacer's queue, and probes of
+    /// nothing (audio alone, placeholders) learn little.
+    pub(super) fn video_goes_out(&mut self) {
+        if !self.congestion.video_sent {
+            self.congestion.video_sent = true;
+            self.reallocate();
+        }
     }
 
     /// The answer is applied: each live section's payload type, from what was negotiated.

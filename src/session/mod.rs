@@ -21,6 +21,7 @@
 //! - [`publications`]: outputs becoming tracks, the negotiation, going live, keyframes, ends;
 //!   [`tracks`] holds their nouns;
 //! - [`frames`]: routing a frame (media clock, payload type);
+//! - [`held`]: frames kept for the first viewer of a stream that cannot make keyframes;
 //! - [`restart`]: `--restart-pipeline`, tracks kept through a pipeline's restart;
 //! - [`simulcast`]: one track in several layers, paused when nobody wants them;
 //! - [`sdp`]: the offer's codec order;
@@ -31,6 +32,7 @@
 mod bitrate;
 mod connection;
 mod frames;
+mod held;
 mod ice;
 mod publications;
 mod restart;
@@ -60,6 +62,7 @@ pub use connection::{reconnect_delay, ConnectError, ConnectStep, Resume};
 use connection::{Link, Phase};
 use frames::MediaClock;
 pub use frames::{Payload, Route};
+pub use held::Keep;
 pub use ice::{IcePolicy, RelayServer, RelayTransport};
 use signalling::Remote;
 pub use simulcast::Group as SimulcastGroup;
@@ -195,6 +198,12 @@ pub enum Action {
     AddRemoteCandidate(Pc, String),
     /// Ask this output's encoder for a keyframe.
     RequestKeyframe(OutputId),
+    /// Send the frames kept for this output (see [`Keep`]) on these routes, one each in
+    /// order, then forget them: its track's first viewer starts on them.
+    SendKept {
+        output: OutputId,
+        routes: Vec<Route>,
+    },
     /// Set this output's encoder's target bitrate (bit/s).
     SetBitrate {
         output: OutputId,
@@ -390,7 +399,7 @@ impl Session {
             restart: None,
             pipeline_live: false,
             congestion_limits: None,
-            clock: MediaClock::default(),
+            clock: MediaClock::starting_at(frames::MEDIA_START),
             actions: VecDeque::new(),
         };
         session.connect(None);
@@ -496,6 +505,7 @@ impl Session {
                     ))
                 }
                 Timer::KeyframeRetry(id) => self.retry_keyframe(id),
+                Timer::SendKept(id) => self.send_kept(id),
                 Timer::PipelineRestart => self.restart_pipeline(),
                 Timer::OutputsBack => self.outputs_back_deadline(),
                 Timer::Probe => self.probe_for_room(),

@@ -10,6 +10,8 @@ use livekit_protocol as proto;
 use proto::signal_request::Message as Req;
 
 use super::connection::Phase;
+use super::frames::{rtp_time, Route};
+use super::held::{FirstViewer, SEND_KEPT_AFTER};
 use super::timers::Timer;
 use super::tracks::{add_track_request, Track, TrackState};
 use super::{
@@ -206,7 +208,13 @@ impl Session {
                 sid,
                 rid,
             });
-            self.request_keyframe(id, true);
+            // A stream that cannot make one is not asked (nor counted as unserved).
+            if self
+                .output_of(id)
+                .is_none_or(|o| o.format.keyframes_on_request || o.kind() != MediaKind::Video)
+            {
+                self.request_keyframe(id, true);
+            }
         }
         if any {
             // New tracks start from their share of the current estimate.
@@ -224,8 +232,81 @@ impl Session {
             _ => None,
         });
         if let Some(id) = found {
-            self.request_keyframe(id, false);
+            if !self.first_viewer_asks(id) {
+                self.request_keyframe(id, false);
+            }
         }
+    }
+
+    /// A viewer asked output `id` for a keyframe: if it is the track's first and frames are
+    /// kept for it, they go out shortly (see [`held`](super::held)). Says whether the request
+    /// is served so.
+    fn first_viewer_asks(&mut self, id: OutputId) -> bool {
+        let Some(track) = self.pubs.tracks.get_mut(&id) else {
+            return false;
+        };
+        if !track.keeps_for_first_viewer() {
+            return false;
+        }
+        match std::mem::replace(&mut track.first_viewer, FirstViewer::Served) {
+            FirstViewer::Awaited(kept) if !kept.frames.is_empty() => {
+                track.first_viewer = FirstViewer::Asked(kept);
+                self.timers
+                    .set(Timer::SendKept(id), self.now + SEND_KEPT_AFTER);
+                true
+            }
+            // Asked again (the viewer's decoder, the server's retries) before they went out.
+            asked @ FirstViewer::Asked(_) => {
+                track.first_viewer = asked;
+                true
+            }
+            // Nothing kept: someone watches now, keyframes go out as they come.
+            FirstViewer::Awaited(_) | FirstViewer::Served => false,
+        }
+    }
+
+    /// The first viewer's kept frames go out now, on the track's current section.
+    pub(super) fn send_kept(&mut self, id: OutputId) {
+        let Some(track) = self.pubs.tracks.get_mut(&id) else {
+            return;
+        };
+        let kept = match &mut track.first_viewer {
+            FirstViewer::Asked(kept) => std::mem::take(kept),
+            _ => return,
+        };
+        track.first_viewer = FirstViewer::Served;
+        let (TrackState::Live { mid, .. }, Some(pt), false) =
+            (&track.state, track.pt, kept.frames.is_empty())
+        else {
+            // Let go meanwhile (past its bounds), or the track is not live now: the viewer
+            // waits for the next keyframe.
+            self.request_keyframe(id, false);
+            return;
+        };
+        let clock_rate = track.output.codec.clock_rate();
+        let routes = kept
+            .frames
+            .iter()
+            .map(|&(media, wallclock)| Route {
+                mid: *mid,
+                rid: None,
+                pt,
+                rtp_time: rtp_time(media, clock_rate),
+                clock_rate,
+                wallclock,
+            })
+            .collect();
+        tracing::info!(
+            "{}: the first viewer starts on the frames kept since the latest keyframe ({} frames, {} ms, {} kB)",
+            track.output.element,
+            kept.frames.len(),
+            kept.span().as_millis(),
+            kept.bytes() / 1000
+        );
+        self.actions
+            .push_back(Action::SendKept { output: id, routes });
+        // After them, so that the estimator's first probes are made of them.
+        self.video_goes_out();
     }
 
     /// Output `id`'s description (a track's own, or a simulcast layer's).
@@ -366,18 +447,7 @@ impl Session {
 
     /// A new output becomes a track (announced at once when we can).
     pub(super) fn add_track(&mut self, output: Output) {
-        self.pubs.tracks.insert(
-            output.id,
-            Track {
-                output,
-                state: TrackState::Found,
-                awaiting_keyframe: false,
-                layers: Vec::new(),
-                announced_live: false,
-                pt: None,
-                restarting: false,
-            },
-        );
+        self.pubs.tracks.insert(output.id, Track::new(output));
         self.announce_tracks();
     }
 

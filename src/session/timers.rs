@@ -31,6 +31,8 @@ pub(crate) enum Timer {
     TrackConfirm(OutputId),
     /// This live video output has not produced its first keyframe yet: ask again.
     KeyframeRetry(OutputId),
+    /// Send the frames kept for this output's first viewer (see `held`).
+    SendKept(OutputId),
     /// Restart the failed pipeline (`--restart-pipeline`).
     PipelineRestart,
     /// The outputs of a restarted pipeline must be back by then.

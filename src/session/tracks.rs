@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use livekit_protocol as proto;
 
+use super::held::FirstViewer;
 use super::Mid;
-use crate::media::{MediaKind, Output, OutputId, Source, TrackCid, TrackSid};
+use crate::media::{Codec, MediaKind, Output, OutputId, Source, TrackCid, TrackSid};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TrackState {
@@ -50,6 +51,31 @@ pub(crate) struct Track {
     pub(crate) pt: Option<u8>,
     /// Its pipeline is being restarted: the track waits for its output to come back.
     pub(crate) restarting: bool,
+    /// A stream that cannot make keyframes keeps frames for its first viewer (see `held`).
+    pub(crate) first_viewer: FirstViewer,
+}
+
+impl Track {
+    pub(crate) fn new(output: Output) -> Track {
+        Track {
+            output,
+            state: TrackState::Found,
+            awaiting_keyframe: false,
+            layers: Vec::new(),
+            announced_live: false,
+            pt: None,
+            restarting: false,
+            first_viewer: FirstViewer::default(),
+        }
+    }
+
+    /// Does this track keep frames for its first viewer: one H.264 stream that cannot make a
+    /// keyframe when asked (see `held` for why H.264 only)?
+    pub(crate) fn keeps_for_first_viewer(&self) -> bool {
+        self.output.codec == Codec::H264
+            && !self.output.format.keyframes_on_request
+            && self.layers.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -138,6 +164,11 @@ impl Publications {
             track.layers.clear();
             track.announced_live = false;
             track.pt = None;
+            // Viewers subscribe again; what is kept stays for them.
+            track.first_viewer = match std::mem::take(&mut track.first_viewer) {
+                FirstViewer::Awaited(k) | FirstViewer::Asked(k) => FirstViewer::Awaited(k),
+                FirstViewer::Served => FirstViewer::default(),
+            };
         }
         self.neg = Negotiation::default();
     }

@@ -16,7 +16,7 @@ fn live_4m_unsent(h: &mut Harness) {
 }
 
 /// An H.264 output from an encoder set to `bps`.
-fn encoder(id: u32, bps: u64) -> Output {
+pub(super) fn encoder(id: u32, bps: u64) -> Output {
     let mut o = output(id, Codec::H264);
     o.format.adaptable = true;
     o.format.encoder_bitrate = Some(bps);
@@ -24,7 +24,7 @@ fn encoder(id: u32, bps: u64) -> Output {
 }
 
 /// A pre-encoded H.264 output (a file, a camera's own encoder): no encoder to adapt.
-fn pre_encoded(id: u32) -> Output {
+pub(super) fn pre_encoded(id: u32) -> Output {
     let mut o = output(id, Codec::H264);
     o.element = format!("h264parse{id}");
     o.format.keyframes_on_request = false;
@@ -32,16 +32,27 @@ fn pre_encoded(id: u32) -> Output {
 }
 
 /// Joined, `outputs` published on mids "1", "2", … and the publisher connected.
-fn live_outputs(h: &mut Harness, outputs: Vec<Output>) {
+pub(super) fn live_outputs(h: &mut Harness, outputs: Vec<Output>) {
     h.join();
     h.offer_created(&[]);
     h.answer(1);
+    let cids = add_outputs(h, outputs);
+    publish_and_connect(h, &cids);
+}
+
+/// The pipeline found `outputs`: their tracks' cids, as announced.
+pub(super) fn add_outputs(h: &mut Harness, outputs: Vec<Output>) -> Vec<String> {
     let mut cids = Vec::new();
     for o in outputs {
         cids.extend(add_track_cids(
             &h.feed(Input::Pipeline(PipelineEvent::OutputAdded(o))),
         ));
     }
+    cids
+}
+
+/// The tracks `cids` published on mids "1", "2", … and the publisher connected.
+pub(super) fn publish_and_connect(h: &mut Harness, cids: &[String]) {
     let mids: Vec<String> = (1..=cids.len()).map(|m| m.to_string()).collect();
     for (k, cid) in cids.iter().enumerate() {
         h.published(cid, &format!("TR_{k}"));
@@ -126,18 +137,35 @@ fn an_output_that_cannot_adapt_is_measured_before_the_estimator_gets_its_bounds(
     // 30 kB frames 33 ms apart: 16 of them span 0.495 s of media, short of the 0.5 s.
     let frame = |h: &mut Harness, k: u64| {
         let now = h.at(33);
-        let routed = h.s.route_frame(
-            now,
-            OutputId(0),
-            Duration::from_millis(1_000 + 33 * k),
-            k == 0,
-            30_000,
-        );
+        let routed =
+            h.s.route_frame(
+                now,
+                OutputId(0),
+                Duration::from_millis(1_000 + 33 * k),
+                k == 0,
+                30_000,
+            )
+            .route;
+        // Kept for the first viewer, each sends a placeholder until the kept frames go
+        // out; they are measured all the same.
         assert!(routed.is_some(), "frame {k} goes out");
         std::iter::from_fn(|| h.s.poll_action()).collect::<Vec<_>>()
     };
     for k in 0..16 {
-        let a = frame(&mut h, k);
+        let mut a = frame(&mut h, k);
+        if k == 1 {
+            // The first viewer asks, and the kept frames go out: video is sent.
+            a.extend(h.feed(Input::KeyframeRequest {
+                mid: mid("1"),
+                rid: None,
+            }));
+            h.at(crate::session::held::SEND_KEPT_AFTER.as_millis() as u64);
+            a.extend(h.feed(Input::Timeout));
+            assert!(
+                a.iter().any(|x| matches!(x, Action::SendKept { .. })),
+                "{a:?}"
+            );
+        }
         assert!(desired(&a).is_none(), "frame {k}: no rate yet: {a:?}");
     }
     // The 17th: 17 × 30 kB over 0.528 s is 7.73 Mbit/s, asked for with the usual headroom.

@@ -4,6 +4,7 @@
 //! drivers' part (offers created, answers applied) only where a test asks it to.
 
 mod congestion;
+mod held;
 mod joining;
 mod reconnect;
 mod restart;
@@ -91,6 +92,7 @@ impl Harness {
                 keyframe,
                 1000,
             )
+            .route
             .map(|r| r.mid)
     }
 

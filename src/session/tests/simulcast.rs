@@ -79,6 +79,7 @@ fn a_group_is_one_track_with_a_layer_per_output() {
     let now = h.now;
     let route = |h: &mut Harness, id: u32, key: bool| {
         h.s.route_frame(now, OutputId(id), Duration::from_millis(10), key, 1000)
+            .route
             .map(|r| (r.mid, r.rid))
     };
     assert_eq!(route(&mut h, 2, true), Some((mid("1"), Some("q"))));
@@ -249,7 +250,8 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     live_group(&mut h);
     let now = h.now;
     for id in [0, 1, 2] {
-        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), true, 1000);
+        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), true, 1000)
+            .route;
     }
     let a = h.feed(update([true, false, false]));
     assert!(
@@ -276,6 +278,7 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     let now = h.now;
     assert!(
         h.s.route_frame(now, OutputId(0), Duration::from_millis(10), true, 1000)
+            .route
             .is_none(),
         "paused"
     );
@@ -292,12 +295,14 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     let now = h.now;
     assert!(
         h.s.route_frame(now, OutputId(0), Duration::from_millis(10), false, 1000)
+            .route
             .is_none(),
         "a keyframe first"
     );
     assert!(h
         .s
         .route_frame(now, OutputId(0), Duration::from_millis(10), true, 1000)
+        .route
         .is_some());
 }
 
