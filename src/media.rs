@@ -158,8 +158,8 @@ pub struct StreamFormat {
     /// The output's encoder takes a new target bitrate while running (congestion control).
     pub adaptable: bool,
     /// The output's encoder makes a keyframe when asked (a force-key-unit event); without
-    /// one (a file, a camera's own stream) frames flow from the moment the track is live and
-    /// a viewer's request waits for the stream's next keyframe.
+    /// one (a file, a camera's own stream), an H.264 stream keeps frames for its first
+    /// viewer (see `session::held`), and later viewers wait for the stream's next keyframe.
     pub keyframes_on_request: bool,
 }
 
