@@ -401,9 +401,63 @@ pub const H264_PLACEHOLDER: [u8; 24] = [
     0x80, // rbsp trailing bits
 ];
 
+/// The parameter sets (SPS and PPS NAL units) of an H.264 access unit in Annex-B form, as
+/// Annex-B with 4-byte start codes; empty when it carries none.
+pub fn h264_parameter_sets(access_unit: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for nal in annex_b_units(access_unit) {
+        if matches!(nal.first().map(|b| b & 0x1f), Some(7 | 8)) {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(nal);
+        }
+    }
+    out
+}
+
+/// The NAL units of an Annex-B byte stream, without their start codes.
+fn annex_b_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    // Each unit starts after a 00 00 01; the zero byte before it when the start code has
+    // four bytes ends up at the end of the unit before, and is trimmed there.
+    let starts: Vec<usize> = data
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| *w == [0, 0, 1])
+        .map(|(i, _)| i + 3)
+        .collect();
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|s| s - 3)
+        .chain(std::iter::once(data.len()))
+        .collect();
+    starts.into_iter().zip(ends).map(move |(s, e)| {
+        let mut unit = &data[s..e.max(s)];
+        while let [rest @ .., 0] = unit {
+            unit = rest;
+        }
+        unit
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h264_parameter_sets_are_taken_from_an_access_unit() {
+        let au = [
+            0, 0, 0, 1, 0x09, 0xf0, // access unit delimiter
+            0, 0, 0, 1, 0x67, 0x64, 0x00, 0x1e, // SPS
+            0, 0, 1, 0x68, 0xee, 0x3c, 0x80, // PPS, 3-byte start code
+            0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, // IDR slice (a trailing zero of its own)
+        ];
+        assert_eq!(
+            h264_parameter_sets(&au),
+            vec![0, 0, 0, 1, 0x67, 0x64, 0x00, 0x1e, 0, 0, 0, 1, 0x68, 0xee, 0x3c, 0x80]
+        );
+        assert!(h264_parameter_sets(&[0, 0, 0, 1, 0x41, 0x9a, 0x02]).is_empty());
+        assert!(h264_parameter_sets(&[]).is_empty());
+    }
 
     #[test]
     fn track_specs_parse_and_select() {

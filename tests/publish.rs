@@ -12,6 +12,34 @@ use harness::*;
 
 /// Wait until the subscriber has decoded `frames` frames on `tracks` tracks, then stop it and
 /// return its report.
+/// Seconds since the epoch of a log line's UTC timestamp (`2026-12-05T13:02:07.448718Z`).
+fn log_time(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from 1970-01-01 to the civil date (H. Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3_600.0 + min * 60.0 + sec)
+}
+
+#[test]
+fn log_times_are_read() {
+    let t = log_time("2026-12-05T13:02:07.448718Z").expect("read");
+    assert!((t - 1_796_475_727.448_718).abs() < 1e-5, "{t}");
+    assert_eq!(log_time("13:02:07"), None);
+}
+
 fn decode(sub: Subscriber) -> SubscriberReport {
     sub.wait()
 }
@@ -426,9 +454,11 @@ fn go_readme_file_example_verbatim_decodes_vp9_and_opus() {
 /// A pre-encoded file (no encoder in the pipeline: a keyframe cannot be asked for): the
 /// frames from its latest keyframe are kept until the first viewer asks for a keyframe and
 /// then sent, so the first viewer starts at once, not at the file's next keyframe (3 s
-/// apart here). A second viewer cannot be served so (the kept frames would show again to
-/// the first): it waits for the next keyframe, and the statistics count its request as
-/// unserved.
+/// apart here). The viewer comes 1.5 s after the track went live: the server asks for a
+/// keyframe on its own every second until it has seen one, and those requests must not pass
+/// for the first viewer's. A second viewer cannot be served so (the kept frames would show
+/// again to the first): it waits for the next keyframe, and the statistics count its request
+/// as unserved.
 #[test]
 fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
     let _s = serial();
@@ -449,7 +479,6 @@ fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
     let out = run_with_timeout("gst-launch-1.0", cmd, Duration::from_secs(60));
     assert_eq!(out.code, Some(0), "making the file failed: {}", out.stderr);
     let stats = dir.path().join("stats.json");
-    let sub = spawn_sub(&server, &room, &sub_args(20, 1, 30));
     let mut p = spawn_publisher(
         &server,
         Auth::Token(&token(&server, &room, "gop", false)),
@@ -466,6 +495,14 @@ fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
         ],
         &[],
     );
+    wait_for_log(
+        &log,
+        "is live as track",
+        Duration::from_secs(10),
+        "the track live",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let sub = spawn_sub(&server, &room, &sub_args(20, 1, 30));
     let report = decode(sub);
     let second = decode(spawn_sub(&server, &room, &sub_args(20, 1, 10)));
     stop_cleanly(&mut p, &log, Duration::from_secs(3));
@@ -480,13 +517,35 @@ fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
             .expect("subscribed and decoded")
     };
     let first_wait = wait(&report);
-    // Without the kept frames it is the rest of the file's first 3 s: about 2.6 s.
     assert!(
         first_wait < 1.5,
         "first viewer: first frame {first_wait:.2} s after subscribing (keyframes every 3 s)\n{}",
         tail_file(&log, 20)
     );
+    // The kept frames went out for this viewer, not for the server's own requests before
+    // it came (then the viewer would wait for the next keyframe, up to 3 s).
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let sent_at = text
+        .lines()
+        .find(|l| l.contains("the first viewer starts on the frames kept"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(log_time)
+        .unwrap_or_else(|| panic!("the kept frames were not sent\n{}", tail_file(&log, 20)));
+    let subscribed = report.video_tracks()[0]
+        .subscribed_t_wall
+        .expect("subscribed");
+    eprintln!(
+        "first viewer: kept frames sent {:.3} s after it subscribed, first frame after {first_wait:.3} s",
+        sent_at - subscribed
+    );
+    assert!(
+        sent_at > subscribed - 0.2,
+        "the kept frames went out {:.2} s before the first viewer subscribed\n{}",
+        subscribed - sent_at,
+        tail_file(&log, 20)
+    );
     let second_wait = wait(&second);
+    eprintln!("second viewer: first frame {second_wait:.3} s after subscribing");
     assert!(
         second_wait < 4.5,
         "second viewer: first frame {second_wait:.2} s after subscribing (keyframes every 3 s)\n{}",

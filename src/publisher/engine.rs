@@ -240,9 +240,15 @@ impl Engine {
             return;
         };
         if fate.placeholder {
+            let mut data = Vec::with_capacity(crate::media::H264_PLACEHOLDER.len());
+            if fate.with_parameter_sets {
+                if let Some(keyframe) = self.kept.get(&frame.output).and_then(|k| k.first()) {
+                    data = crate::media::h264_parameter_sets(&keyframe.data);
+                }
+            }
+            data.extend_from_slice(&crate::media::H264_PLACEHOLDER);
             if let Some(publisher) = self.publisher.as_mut() {
-                let placeholder: Arc<[u8]> = Arc::new(crate::media::H264_PLACEHOLDER);
-                publisher.send_frame(&route, placeholder, frame.captured);
+                publisher.send_frame(&route, Arc::from(data), frame.captured);
             }
         } else {
             self.send_frame(&route, frame);

@@ -53,6 +53,8 @@ pub(crate) struct Track {
     pub(crate) restarting: bool,
     /// A stream that cannot make keyframes keeps frames for its first viewer (see `held`).
     pub(crate) first_viewer: FirstViewer,
+    /// A placeholder for kept frames went out on this publication (see `held`).
+    pub(crate) placeholder_sent: bool,
 }
 
 impl Track {
@@ -66,6 +68,7 @@ impl Track {
             pt: None,
             restarting: false,
             first_viewer: FirstViewer::default(),
+            placeholder_sent: false,
         }
     }
 
@@ -164,6 +167,7 @@ impl Publications {
             track.layers.clear();
             track.announced_live = false;
             track.pt = None;
+            track.placeholder_sent = false;
             // Viewers subscribe again; what is kept stays for them.
             track.first_viewer = match std::mem::take(&mut track.first_viewer) {
                 FirstViewer::Awaited(k) | FirstViewer::Asked(k) => FirstViewer::Awaited(k),

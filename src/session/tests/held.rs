@@ -61,11 +61,15 @@ fn the_first_viewer_of_a_stream_without_keyframes_on_request_gets_the_kept_frame
     let key = frame(&mut h, 1_000, true);
     assert_eq!(key.keep, Keep::First);
     assert!(key.placeholder);
+    assert!(
+        key.with_parameter_sets,
+        "the first placeholder carries the parameter sets (the server stops asking for a keyframe on its own)"
+    );
     assert_eq!(key.route.map(|r| r.rtp_time), Some(90_089));
     for k in 1..=3 {
         let f = frame(&mut h, 1_000 + 33 * k, false);
         assert_eq!(f.keep, Keep::Next);
-        assert!(f.placeholder, "frame {k}");
+        assert!(f.placeholder && !f.with_parameter_sets, "frame {k}");
         assert_eq!(f.route.map(|r| r.rtp_time), Some(90_089), "frame {k}");
     }
     // The first viewer asks for a keyframe: the kept frames go out a little later (with
@@ -122,6 +126,7 @@ fn frames_from_before_the_track_is_live_are_kept_for_the_first_viewer() {
     );
     publish_and_connect(&mut h, &cids);
     let f = frame(&mut h, 66, false);
+    assert!(f.with_parameter_sets, "the first one sent");
     assert_eq!(
         (f.keep, f.route.map(|r| r.rtp_time)),
         (Keep::Next, Some(89)),
@@ -143,6 +148,8 @@ fn a_new_connection_awaits_a_first_viewer_again() {
     // The connection is lost for good and made anew: viewers subscribe again.
     h.s.pubs.start_over();
     assert_eq!(frame(&mut h, 4_000, true).keep, Keep::First);
+    // Its next publication's first placeholder carries the parameter sets again.
+    assert!(!h.s.pubs.tracks[&OutputId(0)].placeholder_sent);
 }
 
 #[test]
