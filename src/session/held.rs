@@ -17,8 +17,12 @@
 //! SPS, so the server does not take it for a keyframe: a viewer it binds waits for a real
 //! one and asks for it at once (with an SPS in it, the server would start the viewer on the
 //! placeholder, and the request would come only from the viewer's decoder, most of a
-//! second later). The parameter sets cannot serve: str0m holds them back for the next NAL
-//! unit. Keeping also keeps a large keyframe out of the pacer's queue before anyone watches
+//! second later). The parameter sets alone cannot serve: str0m holds them back for the next
+//! NAL unit. But the track's first placeholder does carry the kept keyframe's parameter sets
+//! before it: until the server has seen a keyframe on a track it asks for one every second
+//! (for up to 30 s), and those requests would pass for the first viewer's; the parameter sets
+//! count as a keyframe there and stop them, and no viewer can be bound that early. Keeping
+//! also keeps a large keyframe out of the pacer's queue before anyone watches
 //! (a copy sent then would stand before its second copy). H.264 only, for the placeholder:
 //! VP8 and VP9 have no NAL unit a decoder skips, and a file or camera in AV1 is rare; those
 //! start their first viewer at their next keyframe.
