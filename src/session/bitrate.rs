@@ -133,6 +133,9 @@ pub(crate) struct Congestion {
 
 /// Media time an output that cannot adapt must have sent before its rate counts.
 pub const METER_SPAN: Duration = Duration::from_millis(500);
+/// The same when its rate is wanted at once: frames kept for a first viewer go out, and the
+/// estimator's first probes should be made of them (see `held`).
+pub const METER_SPAN_SHORT: Duration = Duration::from_millis(100);
 
 /// The bytes an output routed over a span of media time. A pre-encoded stream (a file, a
 /// camera's own encoder) sends what it sends: the estimator has to know that rate at once, or
@@ -144,6 +147,8 @@ pub(crate) struct Meter {
     first: Duration,
     last: Duration,
     bytes: u64,
+    /// Its rate is wanted now: [`METER_SPAN_SHORT`] of media is enough.
+    hurried: bool,
 }
 
 impl Meter {
@@ -152,6 +157,7 @@ impl Meter {
             first: media,
             last: media,
             bytes: bytes as u64,
+            hurried: false,
         }
     }
 
@@ -163,10 +169,15 @@ impl Meter {
         !before && self.rate().is_some()
     }
 
-    /// bit/s, once [`METER_SPAN`] of media went out.
+    /// bit/s, once [`METER_SPAN`] of media went out ([`METER_SPAN_SHORT`] when hurried).
     pub(crate) fn rate(&self) -> Option<u64> {
         let span = self.last.saturating_sub(self.first);
-        (span >= METER_SPAN).then(|| (self.bytes as f64 * 8.0 / span.as_secs_f64()) as u64)
+        let enough = if self.hurried {
+            METER_SPAN_SHORT
+        } else {
+            METER_SPAN
+        };
+        (span >= enough).then(|| (self.bytes as f64 * 8.0 / span.as_secs_f64()) as u64)
     }
 }
 
@@ -474,6 +485,14 @@ impl Session {
         };
         if done && !self.congestion.sent.contains_key(&output) {
             self.reallocate();
+        }
+    }
+
+    /// `output`'s rate is wanted now: what it has measured so far will do, from
+    /// [`METER_SPAN_SHORT`] of media on.
+    pub(super) fn hurry_meter(&mut self, output: OutputId) {
+        if let Some(m) = self.congestion.metered.get_mut(&output) {
+            m.hurried = true;
         }
     }
 }

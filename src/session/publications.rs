@@ -305,7 +305,9 @@ impl Session {
         );
         self.actions
             .push_back(Action::SendKept { output: id, routes });
-        // After them, so that the estimator's first probes are made of them.
+        // After them, so that the estimator's first probes are made of them; the stream's
+        // rate so far will do for its bounds.
+        self.hurry_meter(id);
         self.video_goes_out();
     }
 
