@@ -484,11 +484,13 @@ impl Engine {
             Action::TrackLive { output, sid, rid } => self.track_live(output, &sid, rid),
             Action::TrackEnded { output } => {
                 tracing::info!("{} ended; its track is unpublished", self.name(output));
+                self.kept.remove(&output);
                 self.emit(Event::TrackEnded { track: output });
             }
             Action::StopPipeline => self.emit(Event::StopSource),
             Action::RestartPipeline => self.emit(Event::RestartSource),
             Action::TrackResumed { old, output } => {
+                self.kept.remove(&old);
                 if let Some(name) = self.names.remove(&old) {
                     self.names.insert(output, name);
                 }

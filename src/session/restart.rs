@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::held::Kept;
 use super::timers::Timer;
 use super::tracks::TrackState;
 use super::{reconnect_delay, Action, Session};
@@ -105,6 +106,11 @@ impl Session {
         track.restarting = false;
         track.awaiting_keyframe = track.output.kind() == MediaKind::Video
             && matches!(track.state, TrackState::Live { .. });
+        // Frames kept for a first viewer were the old output's (the driver lets them go):
+        // the new one keeps its own from its first keyframe on.
+        if let Some(kept) = track.first_viewer.kept_mut() {
+            *kept = Kept::default();
+        }
         self.pubs.tracks.insert(id, track);
         self.actions
             .push_back(Action::TrackResumed { old, output: id });

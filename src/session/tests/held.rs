@@ -221,3 +221,43 @@ fn the_estimator_gets_its_bounds_with_the_kept_frames_not_with_placeholders() {
         .unwrap_or_else(|| panic!("bounds with the kept frames: {a:?}"));
     assert!(send < bounds, "the kept frames first: {a:?}");
 }
+
+#[test]
+fn a_restarted_pipeline_keeps_its_own_frames_not_the_old_ones() {
+    let mut h = Harness::with(SessionConfig {
+        restart_pipeline: true,
+        reconnect_timeout: Duration::from_secs(30),
+        ..SessionConfig::default()
+    });
+    live_outputs(&mut h, vec![pre_encoded(0)]);
+    assert_eq!(frame(&mut h, 0, true).keep, Keep::First);
+    assert_eq!(frame(&mut h, 33, false).keep, Keep::Next);
+    h.feed(Input::Pipeline(PipelineEvent::Error(
+        "rtspsrc0: lost".into(),
+    )));
+    h.at(300);
+    assert!(h.feed(Input::Timeout).contains(&Action::RestartPipeline));
+    let mut back = pre_encoded(0);
+    back.id = OutputId(5);
+    let a = h.feed(Input::Pipeline(PipelineEvent::OutputAdded(back)));
+    assert!(
+        a.contains(&Action::TrackResumed {
+            old: OutputId(0),
+            output: OutputId(5)
+        }),
+        "{a:?}"
+    );
+    // The old output's frames are gone with it (the driver lets them go): nothing to send.
+    // (Past the 500 ms that throttle requests: the resumed track asked for one itself.)
+    h.at(600);
+    let a = h.feed(Input::KeyframeRequest {
+        mid: mid("1"),
+        rid: None,
+    });
+    let a = [a, timeout_after(&mut h, SEND_KEPT_AFTER)].concat();
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::SendKept { .. })),
+        "{a:?}"
+    );
+    assert!(a.contains(&Action::RequestKeyframe(OutputId(5))), "{a:?}");
+}
