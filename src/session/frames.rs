@@ -38,10 +38,8 @@ pub struct Fate {
     /// Send, on `route`, not this frame but a placeholder (`media::H264_PLACEHOLDER`), just
     /// before the time of the keyframe kept for the first viewer (see [`held`](super::held)).
     pub placeholder: bool,
-    /// The track's first placeholder carries the kept keyframe's parameter sets (SPS and
-    /// PPS) before it. The server counts that as a keyframe and stops asking for one on its
-    /// own (it asks every second, for up to 30 s, until it has seen one); its requests would
-    /// otherwise pass for the first viewer's. No viewer can be bound to a track that early.
+    /// The placeholder carries the kept keyframe's parameter sets (SPS and PPS) before it:
+    /// some do in a track's first seconds (see [`ParameterSets`](super::held::ParameterSets)).
     pub with_parameter_sets: bool,
     pub keep: Keep,
 }
@@ -196,8 +194,7 @@ impl Session {
             r.rtp_time = rtp_time(media, r.clock_rate).saturating_sub(1);
             r.wallclock = wallclock;
             if let Some(track) = self.pubs.tracks.get_mut(&output) {
-                with_parameter_sets = !track.placeholder_sent;
-                track.placeholder_sent = true;
+                with_parameter_sets = track.parameter_sets.due(now);
             }
         }
         Fate {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use livekit_protocol as proto;
 
-use super::held::FirstViewer;
+use super::held::{FirstViewer, ParameterSets};
 use super::Mid;
 use crate::media::{Codec, MediaKind, Output, OutputId, Source, TrackCid, TrackSid};
 
@@ -53,8 +53,8 @@ pub(crate) struct Track {
     pub(crate) restarting: bool,
     /// A stream that cannot make keyframes keeps frames for its first viewer (see `held`).
     pub(crate) first_viewer: FirstViewer,
-    /// A placeholder for kept frames went out on this publication (see `held`).
-    pub(crate) placeholder_sent: bool,
+    /// Which placeholders for kept frames carry parameter sets, on this publication.
+    pub(crate) parameter_sets: ParameterSets,
 }
 
 impl Track {
@@ -68,7 +68,7 @@ impl Track {
             pt: None,
             restarting: false,
             first_viewer: FirstViewer::default(),
-            placeholder_sent: false,
+            parameter_sets: ParameterSets::default(),
         }
     }
 
@@ -167,7 +167,7 @@ impl Publications {
             track.layers.clear();
             track.announced_live = false;
             track.pt = None;
-            track.placeholder_sent = false;
+            track.parameter_sets = ParameterSets::default();
             // Viewers subscribe again; what is kept stays for them.
             track.first_viewer = match std::mem::take(&mut track.first_viewer) {
                 FirstViewer::Awaited(k) | FirstViewer::Asked(k) => FirstViewer::Awaited(k),

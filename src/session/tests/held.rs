@@ -149,7 +149,10 @@ fn a_new_connection_awaits_a_first_viewer_again() {
     h.s.pubs.start_over();
     assert_eq!(frame(&mut h, 4_000, true).keep, Keep::First);
     // Its next publication's first placeholder carries the parameter sets again.
-    assert!(!h.s.pubs.tracks[&OutputId(0)].placeholder_sent);
+    assert_eq!(
+        h.s.pubs.tracks[&OutputId(0)].parameter_sets,
+        crate::session::held::ParameterSets::default()
+    );
 }
 
 #[test]
