@@ -116,8 +116,8 @@ pub(crate) struct MediaClock {
 const RESTART_GAP: Duration = Duration::from_millis(40);
 
 /// Where the session's media time starts: one millisecond in, so that a time just before
-/// any frame's exists (a stream keeping frames for its first viewer sends its parameter
-/// sets one tick before its kept keyframe, see [`held`](super::held)).
+/// any frame's exists (a stream keeping frames for its first viewer sends placeholders one
+/// tick before its kept keyframe, see [`held`](super::held)).
 pub(crate) const MEDIA_START: Duration = Duration::from_millis(1);
 
 impl MediaClock {
