@@ -348,6 +348,17 @@ fn a_simulcast_layer_the_link_cannot_carry_pauses_and_comes_back_when_it_grows()
         "the full layer went on {tries} times in 8 s on a 1.2 Mbit/s link\n{}",
         history(&scene.stats)
     );
+    // A try of the full layer on the small link ends within 10 s (its estimate falls).
+    let wait_full_layer_off = || {
+        let idle = wait_until(Duration::from_secs(10), || {
+            (state("x264enc0") == Some(true)).then_some(())
+        });
+        assert!(
+            idle.is_some(),
+            "the full layer stayed on for 10 s on a 1.2 Mbit/s link:\n{}",
+            history(&scene.stats)
+        );
+    };
     let watch_medium = || {
         Subscriber::spawn(
             &scene.server,
@@ -372,14 +383,7 @@ fn a_simulcast_layer_the_link_cannot_carry_pauses_and_comes_back_when_it_grows()
     let mut medium = watch_medium();
     if full_layer_sent_since(&scene.stats, since.unwrap_or(0.0)) {
         eprintln!("the full layer tried during the medium viewer's watch; watching again");
-        let idle = wait_until(Duration::from_secs(10), || {
-            (state("x264enc0") == Some(true)).then_some(())
-        });
-        assert!(
-            idle.is_some(),
-            "the full layer stayed on for 10 s on a 1.2 Mbit/s link:\n{}",
-            history(&scene.stats)
-        );
+        wait_full_layer_off();
         medium = watch_medium();
     }
     assert_plays(&medium, 1, 24.0, &scene.log);
@@ -396,14 +400,7 @@ fn a_simulcast_layer_the_link_cannot_carry_pauses_and_comes_back_when_it_grows()
     // A try of the full layer on the small link may be under way: let it end first, so that
     // "back" below is a start on the grown link (a try caught at the growth once counted as
     // back after 73 µs, then ended, and the layer's back-off kept it off).
-    let idle = wait_until(Duration::from_secs(10), || {
-        (state("x264enc0") == Some(true)).then_some(())
-    });
-    assert!(
-        idle.is_some(),
-        "the full layer stayed on for 10 s on a 1.2 Mbit/s link:\n{}",
-        history(&scene.stats)
-    );
+    wait_full_layer_off();
     scene
         .lab
         .set_rate(Direction::Uplink, 6000)
