@@ -248,20 +248,20 @@ impl Session {
         if !track.keeps_for_first_viewer() {
             return false;
         }
-        match std::mem::replace(&mut track.first_viewer, FirstViewer::Served) {
+        match &mut track.first_viewer {
+            // Asked again (the viewer's decoder, the server's retries) before they went out.
+            FirstViewer::Asked(_) => true,
             FirstViewer::Awaited(kept) if !kept.frames.is_empty() => {
-                track.first_viewer = FirstViewer::Asked(kept);
+                track.first_viewer = FirstViewer::Asked(std::mem::take(kept));
                 self.timers
                     .set(Timer::SendKept(id), self.now + SEND_KEPT_AFTER);
                 true
             }
-            // Asked again (the viewer's decoder, the server's retries) before they went out.
-            asked @ FirstViewer::Asked(_) => {
-                track.first_viewer = asked;
-                true
-            }
             // Nothing kept: someone watches now, keyframes go out as they come.
-            FirstViewer::Awaited(_) | FirstViewer::Served => false,
+            _ => {
+                track.first_viewer = FirstViewer::Served;
+                false
+            }
         }
     }
 

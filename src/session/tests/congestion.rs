@@ -51,8 +51,9 @@ pub(super) fn add_outputs(h: &mut Harness, outputs: Vec<Output>) -> Vec<String> 
     cids
 }
 
-/// The tracks `cids` published on mids "1", "2", … and the publisher connected.
-pub(super) fn publish_and_connect(h: &mut Harness, cids: &[String]) {
+/// The tracks `cids` published on mids "1", "2", … and the publisher connected; the actions
+/// of the connection.
+pub(super) fn publish_and_connect(h: &mut Harness, cids: &[String]) -> Vec<Action> {
     let mids: Vec<String> = (1..=cids.len()).map(|m| m.to_string()).collect();
     for (k, cid) in cids.iter().enumerate() {
         h.published(cid, &format!("TR_{k}"));
@@ -64,7 +65,7 @@ pub(super) fn publish_and_connect(h: &mut Harness, cids: &[String]) {
         .collect();
     h.offer_created(&sections);
     h.answer(2);
-    h.feed(Input::Connected(Pc::Publisher));
+    h.feed(Input::Connected(Pc::Publisher))
 }
 
 #[test]

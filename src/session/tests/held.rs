@@ -264,3 +264,21 @@ fn a_restarted_pipeline_keeps_its_own_frames_not_the_old_ones() {
     );
     assert!(a.contains(&Action::RequestKeyframe(OutputId(5))), "{a:?}");
 }
+
+#[test]
+fn a_stream_that_cannot_make_a_keyframe_is_not_asked_for_one_when_it_goes_live() {
+    // Nobody asked: the request would only count as unserved.
+    let mut h = Harness::new();
+    h.join();
+    h.offer_created(&[]);
+    h.answer(1);
+    let cids = add_outputs(&mut h, vec![pre_encoded(0), encoder(1, 1_000_000)]);
+    let a = publish_and_connect(&mut h, &cids);
+    let live = |id| {
+        a.iter()
+            .any(|x| matches!(x, Action::TrackLive { output, .. } if *output == OutputId(id)))
+    };
+    assert!(live(0) && live(1), "{a:?}");
+    assert!(!a.contains(&Action::RequestKeyframe(OutputId(0))), "{a:?}");
+    assert!(a.contains(&Action::RequestKeyframe(OutputId(1))), "{a:?}");
+}

@@ -250,8 +250,7 @@ fn layers_nobody_wants_pause_and_come_back_on_a_keyframe() {
     live_group(&mut h);
     let now = h.now;
     for id in [0, 1, 2] {
-        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), true, 1000)
-            .route;
+        h.s.route_frame(now, OutputId(id), Duration::from_millis(10), true, 1000);
     }
     let a = h.feed(update([true, false, false]));
     assert!(
