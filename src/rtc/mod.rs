@@ -221,6 +221,8 @@ pub struct Peer {
     rtp_seen: Vec<(u32, bool)>,
     /// Frames written and not wholly sent (for the latency figure).
     in_flight: FramesInFlight,
+    /// When each frame whose last packet is queued, not yet sent, was handed over.
+    unsent_frames: Vec<Instant>,
     /// The SSRC of each (mid, rid) written to, looked up once per negotiation.
     ssrcs: Vec<(Mid, Option<Rid>, u32)>,
 }
@@ -340,6 +342,7 @@ impl Peer {
             events: Vec::new(),
             rtp_seen: Vec::new(),
             in_flight: FramesInFlight::default(),
+            unsent_frames: Vec::new(),
             ssrcs: Vec::new(),
         })
     }
@@ -514,7 +517,8 @@ impl Peer {
     /// a microsecond later (packetizing a written frame is also "due now"), so while its
     /// timeout has come the drain feeds it the time again, instead of a trip through the run
     /// loop and its millisecond timer per packet (which capped a peer at about 1,000
-    /// packets a second and spread each frame over milliseconds).
+    /// packets a second and spread each frame over milliseconds). The UDP datagrams of one
+    /// drain go out together at its end, one system call per socket and batch.
     fn drain(&mut self) {
         self.drain_rounds(MAX_DUE_ROUNDS);
     }
@@ -537,7 +541,7 @@ impl Peer {
                         break;
                     }
                 }
-                Ok(Output::Transmit(t)) => self.transmit(&t),
+                Ok(Output::Transmit(t)) => self.transmit(t),
                 Ok(Output::Event(e)) => self.on_event(e),
                 Err(e) => {
                     tracing::warn!(pc = ?self.pc, "peer connection failed: {e}");
@@ -547,10 +551,16 @@ impl Peer {
                 }
             }
         }
+        self.flush();
     }
 
-    /// Send one packet over the path it belongs to.
-    fn transmit(&mut self, t: &str0m::net::Transmit) {
+    /// Send one packet over the path it belongs to. UDP datagrams are queued and go out at
+    /// the end of the drain ([`Peer::flush`]), or once a batch is full.
+    fn transmit(&mut self, t: str0m::net::Transmit) {
+        let rtp = RtpHeader::read(&t.contents);
+        // Media and DTLS (not STUN: checks go out on every pair) tell the path in use.
+        let stun = t.contents.first().is_some_and(|b| *b < 2);
+        let mut queued = 0;
         let path = if t.proto == Protocol::Tcp {
             self.tcp.send(t.source, t.destination, &t.contents);
             Path::Tcp
@@ -560,23 +570,38 @@ impl Peer {
             Path::Relay
         } else {
             if let Some(udp) = self.udp.as_mut() {
-                udp.send(t.source, t.destination, &t.contents);
+                queued = udp.queue(t.source, t.destination, t.contents.into());
             }
             Path::Udp
         };
-        if let Some(rtp) = RtpHeader::read(&t.contents) {
+        if let Some(rtp) = rtp {
             if let Some(handed) = self.in_flight.sent(rtp) {
-                self.events.push(PeerEvent::FrameOut(handed.elapsed()));
+                if queued > 0 {
+                    self.unsent_frames.push(handed);
+                } else {
+                    self.events.push(PeerEvent::FrameOut(handed.elapsed()));
+                }
             }
             if tracing::enabled!(tracing::Level::DEBUG) {
                 self.log_first_rtp(rtp);
             }
         }
-        // Media and DTLS (not STUN: checks go out on every pair) tell the path in use.
-        let stun = t.contents.first().is_some_and(|b| *b < 2);
         if self.connected && !stun && self.path != Some((path, t.destination)) {
             self.path = Some((path, t.destination));
             self.events.push(PeerEvent::Path(path, t.destination));
+        }
+        if queued >= udp::BATCH {
+            self.flush();
+        }
+    }
+
+    /// Send the queued UDP datagrams; the frames whose last packet was among them are out.
+    fn flush(&mut self) {
+        if let Some(udp) = self.udp.as_mut() {
+            udp.flush();
+        }
+        for handed in self.unsent_frames.drain(..) {
+            self.events.push(PeerEvent::FrameOut(handed.elapsed()));
         }
     }
 
