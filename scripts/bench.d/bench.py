@@ -856,14 +856,15 @@ PERF_FILES: list[Path] = []
 # (The threads' shares come from perf's comm column: deep async stacks are not always unwound
 # up to the run loop's own frame, so its symbol would undercount.)
 PERF_BREAKDOWN = [
-    ("  Peer::drain (str0m output, transmits)", r"gstreamer_publisher::rtc::Peer::drain$"),
+    ("  Peer::drain_rounds (str0m output, transmits)", r"gstreamer_publisher::rtc::Peer::drain_rounds$"),
     ("  str0m Rtc::handle_input (timeouts: packetize, pacer, BWE; received packets)",
      r"str0m::Rtc::handle_input$"),
     ("  str0m Rtc::poll_output (RTP packets out of the queues, SRTP)", r"str0m::Rtc::poll_output$"),
     ("    H.264 packetizing", r"H264Packetizer as str0m::packet::Packetizer>::packetize$"),
     ("    SRTP (protect_rtp)", r"str0m::rtp_::srtp::SrtpContext::protect_rtp$"),
     ("    pacer (LeakyBucketPacer::handle_timeout)", r"LeakyBucketPacer as str0m::pacer::Pacer>::handle_timeout$"),
-    ("  UDP send system calls: sendto", r"^__libc_sendto$"),
+    ("  UDP sends (Peer::flush: sendmmsg; builds before 002e3d2: sendto)",
+     r"^(gstreamer_publisher::rtc::Peer::flush|__libc_sendto)$"),
     ("  tokio timer wheel / Sleep", r"<tokio::time::sleep::Sleep as core::future::future::Future>::poll$"),
     ("  tokio park (epoll_wait and the wake-up)", r"tokio::runtime::scheduler::current_thread::Context::park$"),
     ("  UDP receive tasks", r"gstreamer_publisher::rtc::udp::receive::\{\{closure\}\}"),
