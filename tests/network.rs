@@ -182,8 +182,12 @@ fn five_percent_loss_each_way_is_repaired_by_nack_and_rtx() {
         "the lab dropped packets both ways: up {up:?}, down {down:?}"
     );
     assert!(nacks > 0, "a lossy link produces NACKs: {last}");
+    // Measured (2026-12-05, about 50 runs): with repair the viewer decodes 92–99 % of the
+    // frames (below 95 % in about one run in ten, which the earlier 95 % bar failed on);
+    // with our resends dropped it decodes 3–12 %, with freezes of 7–9 s. Twice it froze for
+    // 3 s after its first frame (76 %), on this build and the one before: still a failure.
     assert!(
-        ratio >= 0.95,
+        ratio >= 0.90,
         "decoded {} of {expected:.0} frames sent over {span:.1} s at {send_fps:.1} fps ({:.1}%)\n{}",
         t.frames,
         ratio * 100.0,
