@@ -7,11 +7,11 @@ use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::channel::{ChannelConfig, Reliability};
 use str0m::format::Codec as RtcCodec;
-use str0m::media::{Direction, MediaKind as RtcKind, Mid, Simulcast, SimulcastLayer};
+use str0m::media::{Direction, MediaKind as RtcKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, TcpType};
 use str0m::Candidate;
 
-use super::Peer;
+use super::{Peer, RTX_CACHE_AGE, RTX_RATIO_CAP};
 use crate::error::RtcError;
 use crate::media::{Codec, MediaKind, TrackCid};
 use crate::session::{OfferChanges, Payload};
@@ -39,6 +39,7 @@ impl Peer {
             });
         }
         let mut mids = Vec::new();
+        let mut new_streams = Vec::new();
         for m in &changes.add {
             let kind = match m.kind {
                 MediaKind::Audio => RtcKind::Audio,
@@ -61,6 +62,12 @@ impl Peer {
             );
             mids.push((m.cid.clone(), mid));
             self.send_mids.push(mid);
+            if m.rids.is_empty() {
+                new_streams.push((mid, None, m.kind));
+            }
+            for rid in &m.rids {
+                new_streams.push((mid, Some(Rid::from(*rid)), m.kind));
+            }
         }
         for mid in &changes.remove {
             self.send_mids.retain(|m| m != mid);
@@ -70,7 +77,7 @@ impl Peer {
         let Some((offer, pending)) = api.apply() else {
             return Err(RtcError::NothingToNegotiate);
         };
-        self.pending_offer = Some(pending);
+        self.pending_offer = Some((pending, new_streams));
         self.kick(now);
         Ok((offer.to_sdp_string(), mids))
     }
@@ -84,11 +91,22 @@ impl Peer {
     ) -> Result<Vec<(Mid, Vec<Payload>)>, RtcError> {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| RtcError::BadRemoteSdp(e.to_string()))?;
-        let pending = self.pending_offer.take().ok_or(RtcError::NoPendingOffer)?;
+        let (pending, new_streams) = self.pending_offer.take().ok_or(RtcError::NoPendingOffer)?;
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| RtcError::Rejected(e.to_string()))?;
+        // The answer made the offered streams; before their first packet, so no resend
+        // cache is lost by replacing it.
+        for (mid, rid, kind) in new_streams {
+            let packets = match kind {
+                MediaKind::Audio => self.rtx_cache.0,
+                MediaKind::Video => self.rtx_cache.1,
+            };
+            if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
+                stream.set_rtx_cache(packets, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+            }
+        }
         self.ssrcs.clear();
         self.kick(now);
         Ok(self.negotiated())
