@@ -13,6 +13,7 @@
 //! feeding it the time for as long as something is due (see [`Peer::drain`]).
 
 mod negotiation;
+mod resend;
 mod tcp;
 mod turn;
 mod udp;
@@ -34,7 +35,6 @@ use turn::{RelayNews, Relays};
 use udp::UdpSockets;
 
 use crate::error::RtcError;
-use crate::media::MediaKind;
 use crate::session::{IcePolicy, Pc, Route};
 
 /// Something received for a peer connection.
@@ -210,8 +210,8 @@ pub struct Peer {
     relays: Relays,
     /// The path of the last packet str0m sent that was not a connectivity check.
     path: Option<(Path, SocketAddr)>,
-    /// Our offer awaiting its answer, and the send streams (mid, rid) it adds.
-    pending_offer: Option<(SdpPendingOffer, Vec<(Mid, Option<Rid>, MediaKind)>)>,
+    /// Our offer awaiting its answer, and the send streams it adds.
+    pending_offer: Option<(SdpPendingOffer, Vec<resend::NewStream>)>,
     /// The resend cache's size in packets (audio, video), as str0m's configuration has it.
     rtx_cache: (usize, usize),
     next_timeout: Instant,
@@ -252,19 +252,6 @@ pub fn warm_up() {
         }
     });
 }
-
-/// How long a sent packet stays in the resend cache (str0m's default).
-const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
-
-/// Resends stop while they are more than this share of a stream's bytes over the last
-/// second (str0m clears the queued ones). str0m's default, 0.15, is reached at about 7 %
-/// loss each way: at 12 % it cleared resends 24-67 times in 15 s, each packet not repaired
-/// froze the viewer until its decoder asked for a keyframe (3.1 s, libwebrtc's wait for a
-/// frame), and it decoded 28-71 % of the frames. With no cap it decoded 83-97 %, with no
-/// gap over 0.43 s. At 0.5 resends may match the media's bytes, as libwebrtc's limit on
-/// them (the send rate) allows; a receiver asking for everything still cannot starve the
-/// media.
-const RTX_RATIO_CAP: f32 = 0.5;
 
 fn rtc_config() -> RtcConfig {
     // Only what we publish: Opus, VP8, VP9 profile 0, AV1, and H.264 in the four profiles

@@ -11,7 +11,7 @@ use str0m::media::{Direction, MediaKind as RtcKind, Mid, Rid, Simulcast, Simulca
 use str0m::net::{Protocol, TcpType};
 use str0m::Candidate;
 
-use super::{Peer, RTX_CACHE_AGE, RTX_RATIO_CAP};
+use super::{resend, Peer};
 use crate::error::RtcError;
 use crate::media::{Codec, MediaKind, TrackCid};
 use crate::session::{OfferChanges, Payload};
@@ -96,17 +96,8 @@ impl Peer {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| RtcError::Rejected(e.to_string()))?;
-        // The answer made the offered streams; before their first packet, so no resend
-        // cache is lost by replacing it.
-        for (mid, rid, kind) in new_streams {
-            let packets = match kind {
-                MediaKind::Audio => self.rtx_cache.0,
-                MediaKind::Video => self.rtx_cache.1,
-            };
-            if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
-                stream.set_rtx_cache(packets, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
-            }
-        }
+        // The streams the answer made, before their first packet.
+        resend::configure(&mut self.rtc, new_streams, self.rtx_cache);
         self.ssrcs.clear();
         self.kick(now);
         Ok(self.negotiated())
