@@ -187,8 +187,8 @@ fn five_percent_loss_each_way_is_repaired_by_nack_and_rtx() {
     // with our resends dropped it decodes 3–12 %, with freezes of 7–9 s. Twice it froze for
     // 3 s after its first frame (76 %), on this build and the one before: still a failure.
     // Most of the frames not counted were the subscriber's: its SDK kept one decoded frame
-    // and dropped the next that came while it waited; with room for 16, 8 and 10 % loss
-    // each way gave 97–100 % (16 runs).
+    // and dropped the next that came while it waited. With room for 16 (and the resend cap
+    // of `rtc::resend`), 8 and 10 % loss each way gave 97–100 % (16 runs).
     assert!(
         ratio >= 0.90,
         "decoded {} of {expected:.0} frames sent over {span:.1} s at {send_fps:.1} fps ({:.1}%)\n{}",

@@ -75,7 +75,7 @@ mod tests {
         }
     }
 
-    /// Frames of 2.4 kB (two packets each) at 30 fps for `seconds`, from a sender built as
+    /// Frames of 2.4 kB (a few packets each) at 30 fps for `seconds`, from a sender built as
     /// the publisher builds its own (our codecs, the estimator on) to a plain str0m
     /// receiver, `loss` % of the datagrams lost each way once both are connected and 10 ms
     /// of delay, `seed` choosing which. Returns (frames written, frames the receiver
