@@ -228,6 +228,80 @@ fn two_video_tracks_share_a_2_mbit_link_without_freezing() {
     stop_cleanly(&mut p, &scene.log, Duration::from_secs(3));
 }
 
+/// A VP8 file of 20 s at about 3 Mbit/s (a busy picture keeps libvpx at its target), played
+/// with no encoder in the pipeline over a 1 Mbit/s link: it cannot adapt, and the log and the
+/// statistics say so, once the link has stayed below it for 10 s, not at the estimator's
+/// starting value.
+#[test]
+fn a_file_the_link_cannot_carry_is_reported_after_10_s_below_it() {
+    let _s = serial();
+    let dir = test_dir("cc-rigid");
+    let file = dir.path().join("busy.webm");
+    let mut cmd = std::process::Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(
+        format!(
+            "videotestsrc num-buffers=600 pattern=zone-plate kx2=20 ky2=20 kt=1 ! \
+             video/x-raw,width=640,height=360,framerate=30/1 ! \
+             vp8enc deadline=1 cpu-used=8 target-bitrate=3000000 keyframe-max-dist=60 ! \
+             webmmux ! filesink location={}",
+            file.display()
+        )
+        .split_whitespace(),
+    );
+    let out = run_with_timeout("gst-launch-1.0", cmd, Duration::from_secs(90));
+    assert_eq!(out.code, Some(0), "making the file failed: {}", out.stderr);
+    let pipeline = format!("filesrc location={} ! matroskademux", file.display());
+    let (scene, mut p) = scene("cc-rigid", 1000, &pipeline);
+    let sent_from = |lines: &[Value]| {
+        lines
+            .iter()
+            .find(|l| l["tracks"][0]["bitrate_bps"].as_u64().unwrap_or(0) > 0)
+            .and_then(|l| l["t"].as_f64())
+    };
+    let reported_at = |lines: &[Value]| {
+        lines
+            .iter()
+            .find(|l| l["tracks"][0]["cannot_adapt"] == true)
+            .and_then(|l| l["t"].as_f64())
+    };
+    let lines = || -> Vec<Value> {
+        std::fs::read_to_string(&scene.stats)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let reported = wait_until(Duration::from_secs(25), || reported_at(&lines()));
+    stop_cleanly(&mut p, &scene.log, Duration::from_secs(3));
+    let lines = lines();
+    let sent = sent_from(&lines);
+    eprintln!(
+        "3 Mbit/s file over a 1 Mbit/s link: sending from {sent:?} s, reported at {reported:?} s"
+    );
+    let (Some(sent), Some(reported)) = (sent, reported) else {
+        panic!(
+            "never reported as more than the link holds\n{}\n{}",
+            history(&scene.stats),
+            tail_file(&scene.log, 20)
+        );
+    };
+    // Statistics come every second: the report is in the line after the one it happened in.
+    assert!(
+        reported - sent >= 9.0,
+        "reported {:.1} s after it started sending, before the link had been below it for 10 s\n{}",
+        reported - sent,
+        history(&scene.stats)
+    );
+    let log = std::fs::read_to_string(&scene.log).unwrap_or_default();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("cannot adapt")).collect();
+    assert_eq!(warnings.len(), 1, "one warning: {warnings:?}");
+    assert!(
+        warnings[0].contains("lower its bitrate at the source"),
+        "says what to do: {}",
+        warnings[0]
+    );
+}
+
 /// The statistics so far, one compact line per interval: time, estimate, and per video output
 /// its target, what it sent (kbit/s) and whether it is paused.
 fn history(path: &Path) -> String {

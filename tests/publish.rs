@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use harness::*;
 
-/// Wait until the subscriber has decoded `frames` frames on `tracks` tracks, then stop it and
-/// return its report.
 /// Seconds since the epoch of a log line's UTC timestamp (`2026-12-05T13:02:07.448718Z`).
 fn log_time(stamp: &str) -> Option<f64> {
     let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
@@ -40,10 +38,14 @@ fn log_times_are_read() {
     assert_eq!(log_time("13:02:07"), None);
 }
 
+/// Waits until the subscriber has decoded what its [`sub_args`] ask for (or its time ran
+/// out); its report.
 fn decode(sub: Subscriber) -> SubscriberReport {
     sub.wait()
 }
 
+/// A subscriber that stops once it has decoded `frames` frames on each of `tracks` tracks, or
+/// after `duration` seconds.
 fn sub_args(duration: u32, tracks: u32, frames: u32) -> Vec<String> {
     vec![
         "--duration".into(),
@@ -583,4 +585,24 @@ fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
         caught_up,
         "the estimate stayed below the stream's rate for 2.5 s:\n{text}"
     );
+    // Loopback holds the stream: the estimator's starting value, which it was above for a
+    // moment, is no reason to tell the user to lower its bitrate.
+    assert!(
+        first_flag_at(&reports, "cannot_adapt").is_none(),
+        "reported as more than the link holds:\n{text}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log_text.contains("cannot adapt"),
+        "warned that the link cannot hold it:\n{}",
+        tail_file(&log, 20)
+    );
+}
+
+/// The time of the first statistics report in which `field` of the first track is true.
+fn first_flag_at(reports: &[serde_json::Value], field: &str) -> Option<f64> {
+    reports
+        .iter()
+        .find(|j| j["tracks"][0][field].as_bool() == Some(true))
+        .map(|j| j["t"].as_f64().unwrap_or(0.0))
 }

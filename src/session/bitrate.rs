@@ -31,6 +31,13 @@ pub const DEFAULT_AUDIO: u64 = 64_000;
 pub const USABLE: f64 = 0.85;
 /// Smallest relative change of a target that reconfigures an encoder.
 pub const CHANGE: f64 = 0.05;
+/// How long an output that cannot adapt must send more than the link holds before the log
+/// says so. The estimate starts from [`START_ESTIMATE`] and climbs as str0m probes; on
+/// loopback (`scripts/bench`) it was above one 25 Mbit/s file within 2 s, but below four of
+/// them (96 Mbit/s) at 4 s and above them at 6 s. A link that cannot hold the stream keeps
+/// the estimate below it for good, so a few seconds more cost little and spare a good link a
+/// false warning.
+pub const RIGID_WARN_AFTER: Duration = Duration::from_secs(10);
 /// While the estimate holds a video output below its ceiling, or a simulcast layer some viewer
 /// wants is paused for want of bandwidth, the estimator is asked to probe this often (libwebrtc
 /// probes an application-limited link every 5 s too).
@@ -109,6 +116,9 @@ pub(crate) struct Congestion {
     pub(crate) targets: BTreeMap<OutputId, u64>,
     /// Outputs that cannot adapt and were reported as too much for the link.
     warned: BTreeSet<OutputId>,
+    /// Outputs that cannot adapt, not reported yet, sending more than the link holds since the
+    /// last allocation: (sent, usable) in bit/s. Each has a [`Timer::RigidOver`] running.
+    over: BTreeMap<OutputId, (u64, u64)>,
     /// What the run loop measured each output sending, bit/s.
     pub(crate) sent: BTreeMap<OutputId, u64>,
     /// How much each adaptable output sends above the target it was given (1.0: on target),
@@ -444,25 +454,44 @@ impl Session {
         }
     }
 
-    /// Outputs that cannot adapt, sending more than the link holds: say so once each.
+    /// Outputs that cannot adapt, sending more than the link holds: each is reported once,
+    /// when that has lasted [`RIGID_WARN_AFTER`] (see [`Timer::RigidOver`]). One back within
+    /// the link, or gone, starts over.
     fn warn_rigid(&mut self, usable: u64, rigid: &[(OutputId, Option<u64>)]) {
-        if self.congestion.estimate.is_none() {
-            return;
-        }
-        for (id, sent) in rigid {
-            let Some(sent) = *sent else {
-                continue;
-            };
-            if sent > usable && self.congestion.warned.insert(*id) {
-                let name = self.pubs.element_of(*id);
-                tracing::warn!(
-                    "{name} sends {} kbit/s and cannot adapt (no encoder in the pipeline), but the link holds about {} kbit/s: lower its bitrate at the source, or decode and re-encode it in the pipeline",
-                    sent / 1000,
-                    usable / 1000
-                );
-                self.actions.push_back(Action::CannotAdapt { output: *id });
+        let over: BTreeMap<OutputId, (u64, u64)> = match self.congestion.estimate {
+            None => BTreeMap::new(),
+            Some(_) => rigid
+                .iter()
+                .filter_map(|(id, sent)| Some((*id, (*sent)?)))
+                .filter(|(id, sent)| *sent > usable && !self.congestion.warned.contains(id))
+                .map(|(id, sent)| (id, (sent, usable)))
+                .collect(),
+        };
+        self.timers
+            .retain(|t| !matches!(t, Timer::RigidOver(id) if !over.contains_key(&id)));
+        for id in over.keys() {
+            if !self.timers.is_set(Timer::RigidOver(*id)) {
+                self.timers
+                    .set(Timer::RigidOver(*id), self.now + RIGID_WARN_AFTER);
             }
         }
+        self.congestion.over = over;
+    }
+
+    /// [`Timer::RigidOver`]: `id` has sent more than the link holds since the timer was set
+    /// (each allocation in between found it so): say so, with what to do.
+    pub(super) fn warn_rigid_over(&mut self, id: OutputId) {
+        let Some((sent, usable)) = self.congestion.over.remove(&id) else {
+            return;
+        };
+        self.congestion.warned.insert(id);
+        let name = self.pubs.element_of(id);
+        tracing::warn!(
+            "{name} sends {} kbit/s and cannot adapt (no encoder in the pipeline), but the link holds about {} kbit/s: lower its bitrate at the source, or decode and re-encode it in the pipeline",
+            sent / 1000,
+            usable / 1000
+        );
+        self.actions.push_back(Action::CannotAdapt { output: id });
     }
 
     /// A track ended or the connection started over: its target is forgotten.

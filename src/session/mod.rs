@@ -509,6 +509,7 @@ impl Session {
                 Timer::PipelineRestart => self.restart_pipeline(),
                 Timer::OutputsBack => self.outputs_back_deadline(),
                 Timer::Probe => self.probe_for_room(),
+                Timer::RigidOver(id) => self.warn_rigid_over(id),
             }
         }
     }

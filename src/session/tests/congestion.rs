@@ -185,3 +185,70 @@ fn an_output_that_cannot_adapt_and_sends_nothing_holds_nothing_back() {
         "bounds from the encoder's first frame: {a:?}"
     );
 }
+
+/// The actions report `output` as more than the link holds.
+fn reported_over(actions: &[Action], output: u32) -> bool {
+    actions.contains(&Action::CannotAdapt {
+        output: OutputId(output),
+    })
+}
+
+#[test]
+fn an_output_that_cannot_adapt_is_reported_once_the_link_stays_below_it_for_10_s() {
+    let mut h = Harness::new();
+    let mut vp8 = pre_encoded(0);
+    vp8.codec = Codec::Vp8;
+    live_outputs(&mut h, vec![vp8]);
+    let estimate = |h: &mut Harness, bps: u64| {
+        h.feed(Input::BandwidthEstimate {
+            bps,
+            sent: vec![(OutputId(0), 8_000_000)],
+        })
+    };
+    // An 8 Mbit/s file on a good link: the estimate starts low and climbs past it within
+    // seconds. The starting value is no reason to report anything.
+    assert!(!reported_over(&estimate(&mut h, 1_000_000), 0));
+    h.at(4_000);
+    assert!(!reported_over(&estimate(&mut h, 6_000_000), 0));
+    h.at(4_000);
+    assert!(!reported_over(&estimate(&mut h, 12_000_000), 0));
+    // Then the link shrinks to 3 Mbit/s and stays there: 10 s from now, not from the first
+    // estimate, it has lasted long enough.
+    h.at(1_000);
+    assert!(!reported_over(&estimate(&mut h, 3_000_000), 0));
+    h.at(2_000);
+    assert!(!reported_over(&h.feed(Input::Timeout), 0), "not yet");
+    h.at(5_000);
+    // (The server answers pings meanwhile, or the session would call the link dead at 15 s.)
+    h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
+    assert!(!reported_over(&estimate(&mut h, 3_100_000), 0), "not yet");
+    h.at(2_800);
+    assert!(!reported_over(&h.feed(Input::Timeout), 0), "not yet");
+    h.at(200);
+    assert!(reported_over(&h.feed(Input::Timeout), 0), "10 s below it");
+    // Once only.
+    h.at(1_000);
+    h.feed(Input::Signal(Resp::PongResp(proto::Pong::default())));
+    assert!(!reported_over(&estimate(&mut h, 2_000_000), 0));
+    h.at(12_000);
+    assert!(!reported_over(&h.feed(Input::Timeout), 0));
+}
+
+#[test]
+fn an_output_that_cannot_adapt_is_not_reported_when_it_ends_within_10_s() {
+    let mut h = Harness::new();
+    let mut vp8 = pre_encoded(0);
+    vp8.codec = Codec::Vp8;
+    // With another output, so that the session goes on when this one ends.
+    live_outputs(&mut h, vec![vp8, encoder(1, 2_000_000)]);
+    let a = h.feed(Input::BandwidthEstimate {
+        bps: 1_000_000,
+        sent: vec![(OutputId(0), 8_000_000)],
+    });
+    assert!(!reported_over(&a, 0), "{a:?}");
+    h.at(1_000);
+    h.feed(Input::Pipeline(PipelineEvent::OutputEos(OutputId(0))));
+    h.at(12_000);
+    let a = h.feed(Input::Timeout);
+    assert!(!reported_over(&a, 0), "{a:?}");
+}
