@@ -19,6 +19,8 @@ Scenarios (each tool runs the identical pipeline string, alternating A B A B):
                is decoded at >= 97 % of the source frame rate (most of --throughput-runs)
   sendonly     the same ladder with no subscriber (the server receives and drops): what the
                publisher itself sustains when the decoding subscriber does not share the CPU
+               (a viewer decodes one frame of each track and leaves before the measured
+               part: a file's frames are kept for its first viewer until one asks)
 
 Children (server, subscribers, publishers) each run in their own process group under
 `setpriv --pdeathsig KILL`; they are killed on any exit of this script (normal end,
@@ -1207,9 +1209,22 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
                     ctx.logs(f"{tag}-{n}-{rep_i}-{tool}-pub.log"), stats_json=stats, stats_interval=2,
                     perf_data=ctx.logs(f"{tag}-{n}-{rep_i}-{tool}.perf.data") if ctx.args.perf else None)
     t_warm = pub.t_spawn_mono + warm
+    primed = None
+    if not with_subscriber:
+        # Our publisher keeps a file's H.264 frames for the track's first viewer and sends
+        # none before one asks (README, "Files and cameras"). So a viewer joins, decodes a
+        # frame of every track and leaves; the measured part starts a second after it left.
+        # The Go tool gets the same viewer.
+        primer = Subscriber(ctx.server, room, ctx.logs(f"{tag}-{n}-{rep_i}-{tool}-primer.log"),
+                            duration=warm + 10, wait_tracks=n, exit_after=1)
+        while primer.proc.poll() is None and time.monotonic() < t_warm + 15 and pub.alive():
+            pub.sample_for(0.25, also=watched)
+        primed = sum(1 for t in video_tracks(primer.result(timeout=5)) if t.get("frames"))
+        t_warm = max(t_warm, time.monotonic() + 1.0)
+    warm = t_warm - pub.t_spawn_mono
     pub.sample_for(0, until_mono=t_warm, also=watched)
     pub.start_perf()  # with --perf: the measured part only
-    pub.sample_for(secs - warm, also=watched)
+    pub.sample_for(secs - min(5.0, secs / 3), also=watched)
     m1 = total_cpu_busy()
     udp1 = udp_rcvbuf_errors()
     drops1 = udp_drops_by_owner(dict(owners, publisher=pub.proc.pid))
@@ -1250,7 +1265,10 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
         # which receiver dropped them (socket counters; sockets closed meanwhile are missed)
         "udp_drops": drops,
         "alive_until_end": alive,
+        "measured_from_s": round(warm, 2),
     }
+    if not with_subscriber:
+        r["primed_tracks"] = primed
     if with_subscriber:
         r["video_tracks_seen"] = len(per)
         r["per_track"] = per
@@ -1281,7 +1299,7 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
             sent_ok = (r.get("sent_mbps_median") or 0) >= 0.95 * r["nominal_mbps"] \
                 and (r.get("wire_mbps") or 0) >= 0.95 * r["nominal_mbps"] \
                 and not r.get("dropped_frames")
-        r["sustained"] = bool(alive and sent_ok and drops.get("server", 0) == 0)
+        r["sustained"] = bool(alive and sent_ok and primed == n and drops.get("server", 0) == 0)
     if not alive:
         r["error"] = f"publisher exited: {pub.log_tail()}"
     return r
