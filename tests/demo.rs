@@ -140,10 +140,15 @@ fn ctrl_c_stops_the_demo_and_everything_it_started() {
     );
     demo.signal("INT");
     let status = demo.wait_timeout(Duration::from_secs(10));
-    assert!(
-        status.is_some(),
-        "the demo did not stop within 10 s of Ctrl-C"
-    );
+    if status.is_none() {
+        // Say who held on, and what the demo said after the signal.
+        let running = processes_marked(&marker);
+        let said: Vec<String> = rx.try_iter().collect();
+        panic!(
+            "the demo did not stop within 10 s of Ctrl-C; still running: {running:?}; it said:\n{}",
+            said.join("\n")
+        );
+    }
     let left = leftovers(&marker, Duration::from_secs(3));
     assert!(left.is_empty(), "left running after Ctrl-C: {left:?}");
 }
