@@ -1212,9 +1212,9 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
     primed = None
     if not with_subscriber:
         # Our publisher keeps a file's H.264 frames for the track's first viewer and sends
-        # none before one asks (README, "Files and cameras"). So a viewer joins, decodes a
-        # frame of every track and leaves; the measured part starts a second after it left.
-        # The Go tool gets the same viewer.
+        # none before one asks (README, "Files and cameras start at once"). So a viewer
+        # joins, decodes a frame of every track and leaves; the measured part starts a
+        # second after it left. The Go tool gets the same viewer.
         primer = Subscriber(ctx.server, room, ctx.logs(f"{tag}-{n}-{rep_i}-{tool}-primer.log"),
                             duration=warm + 10, wait_tracks=n, exit_after=1)
         while primer.proc.poll() is None and time.monotonic() < t_warm + 15 and pub.alive():
