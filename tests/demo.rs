@@ -15,7 +15,12 @@ fn processes_marked(marker: &str) -> Vec<(u32, String)> {
 }
 
 fn demo_command(marker: &str, seconds: u32, report: &std::path::Path) -> Command {
-    let mut cmd = Command::new(manifest_dir().join("scripts/demo"));
+    // Ctrl-C at a terminal finds SIGINT at its default. A test run started as a background
+    // job of a script inherits it ignored, and bash cannot trap a signal that was ignored when
+    // it started: the demo would never see the Ctrl-C this test sends.
+    let mut cmd = Command::new("env");
+    cmd.arg("--default-signal=INT")
+        .arg(manifest_dir().join("scripts/demo"));
     cmd.env("GSTPUB_DEMO_MARK", marker)
         .env("DEMO_SECONDS", seconds.to_string())
         .env("DEMO_PUBLISHER", publisher_bin())

@@ -31,6 +31,14 @@ pub(super) fn pre_encoded(id: u32) -> Output {
     o
 }
 
+/// A pre-encoded VP8 output: no encoder to adapt, and no frames kept for a first viewer
+/// (that is H.264's, see `held`).
+fn pre_encoded_vp8(id: u32) -> Output {
+    let mut o = pre_encoded(id);
+    o.codec = Codec::Vp8;
+    o
+}
+
 /// Joined, `outputs` published on mids "1", "2", … and the publisher connected.
 pub(super) fn live_outputs(h: &mut Harness, outputs: Vec<Output>) {
     h.join();
@@ -135,9 +143,7 @@ fn an_output_that_cannot_adapt_is_measured_before_the_estimator_gets_its_bounds(
     // desired rate: a pre-encoded stream's rate must be in it by then.
     let mut h = Harness::new();
     // VP8: an H.264 stream would keep its frames for the first viewer (see `held`).
-    let mut vp8 = pre_encoded(0);
-    vp8.codec = Codec::Vp8;
-    live_outputs(&mut h, vec![vp8]);
+    live_outputs(&mut h, vec![pre_encoded_vp8(0)]);
     // 30 kB frames 33 ms apart: 16 of them span 0.495 s of media, short of the 0.5 s.
     let frame = |h: &mut Harness, k: u64| {
         let now = h.at(33);
@@ -196,9 +202,7 @@ fn reported_over(actions: &[Action], output: u32) -> bool {
 #[test]
 fn an_output_that_cannot_adapt_is_reported_once_the_link_stays_below_it_for_10_s() {
     let mut h = Harness::new();
-    let mut vp8 = pre_encoded(0);
-    vp8.codec = Codec::Vp8;
-    live_outputs(&mut h, vec![vp8]);
+    live_outputs(&mut h, vec![pre_encoded_vp8(0)]);
     let estimate = |h: &mut Harness, bps: u64| {
         h.feed(Input::BandwidthEstimate {
             bps,
@@ -237,10 +241,8 @@ fn an_output_that_cannot_adapt_is_reported_once_the_link_stays_below_it_for_10_s
 #[test]
 fn an_output_that_cannot_adapt_is_not_reported_when_it_ends_within_10_s() {
     let mut h = Harness::new();
-    let mut vp8 = pre_encoded(0);
-    vp8.codec = Codec::Vp8;
     // With another output, so that the session goes on when this one ends.
-    live_outputs(&mut h, vec![vp8, encoder(1, 2_000_000)]);
+    live_outputs(&mut h, vec![pre_encoded_vp8(0), encoder(1, 2_000_000)]);
     let a = h.feed(Input::BandwidthEstimate {
         bps: 1_000_000,
         sent: vec![(OutputId(0), 8_000_000)],
