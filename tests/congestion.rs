@@ -264,16 +264,11 @@ fn a_file_the_link_cannot_carry_is_reported_after_10_s_below_it() {
             .find(|l| l["tracks"][0]["cannot_adapt"] == true)
             .and_then(|l| l["t"].as_f64())
     };
-    let lines = || -> Vec<Value> {
-        std::fs::read_to_string(&scene.stats)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let reported = wait_until(Duration::from_secs(25), || reported_at(&lines()));
+    let reported = wait_until(Duration::from_secs(25), || {
+        reported_at(&stats_lines(&scene.stats))
+    });
     stop_cleanly(&mut p, &scene.log, Duration::from_secs(3));
-    let lines = lines();
+    let lines = stats_lines(&scene.stats);
     let sent = sent_from(&lines);
     eprintln!(
         "3 Mbit/s file over a 1 Mbit/s link: sending from {sent:?} s, reported at {reported:?} s"

@@ -2,20 +2,11 @@
 //! the live statistics checked against what was configured. (Loss recovery with NACK/RTX, under
 //! real loss, is in network.rs.)
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use harness::*;
 use serde_json::Value;
-
-fn stats_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     assert!(!v.is_empty());

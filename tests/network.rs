@@ -9,18 +9,9 @@ use std::time::Duration;
 
 use harness::lab::{Direction, FilterCounters, Lab};
 use harness::*;
-use serde_json::Value;
 
 fn new_lab(name: &str) -> Lab {
     Lab::new(name).expect("cannot build the network lab (needs root, iproute2, nftables)")
-}
-
-fn stats_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -83,6 +83,16 @@ pub fn spawn_publisher_in(
     ChildGuard::spawn_logged("publisher", cmd, log)
 }
 
+/// The lines of a publisher's `--stats-json` file, each parsed (a line not yet complete, or
+/// no file yet, is left out).
+pub fn stats_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// A room of its own for one test, and the publisher's log file in a temp dir (kept alive by
 /// the returned guard; kept on disk when the test fails or `KEEP_TEST_LOGS=1`).
 pub fn fresh_room(prefix: &str) -> (String, tempfile::TempDir, std::path::PathBuf) {
