@@ -203,13 +203,20 @@ def run_cmd(argv: list[str], timeout: float, env: dict[str, str] | None = None,
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _read_stat(path: str) -> tuple[str, list[str]] | None:
+    """comm and the fields after it of a /proc stat file (None once the process or thread
+    is gone)."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(path).read_text()
     except OSError:
         return None
     # comm may contain spaces: split after the closing paren
-    return raw[raw.rfind(")") + 2:].split()
+    return raw[raw.find("(") + 1:raw.rfind(")")], raw[raw.rfind(")") + 2:].split()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    st = _read_stat(f"/proc/{pid}/stat")
+    return st[1] if st else None
 
 
 def descendants(pid: int) -> list[int]:
@@ -255,12 +262,10 @@ def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
     except OSError:
         return None
     for tid in tids:
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
+        st = _read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if st is None:
             continue  # the thread ended meanwhile
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        f = stat[stat.rindex(")") + 2:].split()
+        comm, f = st
         ticks = int(f[11]) + int(f[12])
         kind = "main" if tid == str(pid) else "gstreamer" if ":" in comm else "other"
         out[kind] += ticks / CLK_TCK
@@ -1246,10 +1251,10 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
             pub.sample_for(0.25, also=watched)
         primed = sum(1 for t in video_tracks(primer.result(timeout=5)) if t.get("frames"))
         t_warm = max(t_warm, time.monotonic() + 1.0)
-    warm = t_warm - pub.t_spawn_mono
+    measured_from = t_warm - pub.t_spawn_mono
     pub.sample_for(0, until_mono=t_warm, also=watched)
     pub.start_perf()  # with --perf: the measured part only
-    pub.sample_for(secs - min(5.0, secs / 3), also=watched)
+    pub.sample_for(secs - warm, also=watched)
     m1 = total_cpu_busy()
     udp1 = udp_rcvbuf_errors()
     drops1 = udp_drops_by_owner(dict(owners, publisher=pub.proc.pid))
@@ -1290,7 +1295,7 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
         # which receiver dropped them (socket counters; sockets closed meanwhile are missed)
         "udp_drops": drops,
         "alive_until_end": alive,
-        "measured_from_s": round(warm, 2),
+        "measured_from_s": round(measured_from, 2),
     }
     if not with_subscriber:
         r["primed_tracks"] = primed
@@ -1300,12 +1305,12 @@ def run_throughput_level(ctx: Ctx, tool: str, n: int, media: Path, rep_i: int,
         r["min_decoded_ratio"] = min((p["decoded_ratio"] for p in per), default=0.0)
     if tool == "rs":
         lines = read_stats_json(stats)
-        good = [ln for ln in lines if ln.get("t", 0) >= warm]
+        good = [ln for ln in lines if ln.get("t", 0) >= measured_from]
         r["sent_mbps_median"] = median([
             sum(t.get("bitrate_bps", 0) for t in ln.get("tracks", [])) / 1e6 for ln in good
         ]) if good else None
         r["dropped_frames"] = lines[-1].get("dropped_frames") if lines else None
-        r["wire_mbps"] = wire_mbps(lines, warm)
+        r["wire_mbps"] = wire_mbps(lines, measured_from)
         r["latency"] = latency_from_stats(good)
         r["written"] = latency_from_stats(good, "written_us")
         if lines:
