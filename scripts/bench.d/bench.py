@@ -17,6 +17,11 @@ Scenarios (each tool runs the identical pipeline string, alternating A B A B):
   throughput   N pre-encoded high-bitrate H.264 streams published at once (a ladder of N);
                the subscriber decodes every track; a level is sustained when every track
                is decoded at >= 97 % of the source frame rate (most of --throughput-runs)
+  latency      glass to glass: a live source whose frames carry the time they were made, a
+               flat and a detailed scene at 720p30 4 Mbit/s and 1080p30 8 Mbit/s (x264enc
+               tune=zerolatency, a keyframe every 2 s); the viewer reads the time back from each
+               decoded picture; the floor encodes and decodes on the machine without the
+               network (scripts/bench.d/latency.py)
   sendonly     the same ladder with no subscriber (the server receives and drops): what the
                publisher itself sustains when the decoding subscriber does not share the CPU
                (a viewer decodes one frame of each track and leaves before the measured
@@ -51,6 +56,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import latency  # scripts/bench.d/latency.py: the glass-to-glass scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools"
@@ -734,11 +741,12 @@ class Subscriber:
     """tests/subscriber/subscriber.py in the background; JSON report on stdout."""
 
     def __init__(self, server: Server, room: str, log_path: Path, duration: float,
-                 wait_tracks: int | None = None, exit_after: int | None = None) -> None:
+                 wait_tracks: int | None = None, exit_after: int | None = None,
+                 extra: list[str] | None = None) -> None:
         argv = [sys.executable, str(SUBSCRIBER), "--url", server.url, "--api-key", server.key,
                 "--api-secret", server.secret, "--room", room, "--identity", "bench-sub",
                 "--duration", str(duration), "--print-events",
-                "--hard-timeout", str(duration + 30)]
+                "--hard-timeout", str(duration + 30)] + (extra or [])
         if wait_tracks is not None:
             argv += ["--wait-tracks", str(wait_tracks)]
         if exit_after is not None:
@@ -1399,6 +1407,8 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
     for scen in ("throughput", "sendonly"):
         if scen in sc:
             s[scen] = {tool: best_level(sc[scen], tool) for tool in ("rs", "go")}
+    if "latency" in sc:
+        s["glass"] = latency.summarize(sc["latency"], median)
     return s
 
 
@@ -1542,6 +1552,8 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{drops_txt(r.get('udp_drops'))} | {r.get('plis', 'n/a')} | "
                      f"{fmt(r.get('min_decoded_ratio'), '', 3)} | {lat_txt} | "
                      f"{'yes' if r.get('sustained') else 'no'}{' (' + err.split(' | ')[-1][:90] + ')' if err else ''} |")
+    if s.get("glass"):
+        L += latency.markdown(s["glass"])
     return "\n".join(L)
 
 
@@ -1551,8 +1563,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5, help="runs per tool per scenario (default 5)")
-    p.add_argument("--scenarios", default="startup,late,passthrough,throughput,sendonly",
-                   help="comma list of startup,late,passthrough,throughput,sendonly (default: all)")
+    p.add_argument("--scenarios", default="startup,late,passthrough,latency,throughput,sendonly",
+                   help="comma list of startup,late,passthrough,latency,throughput,sendonly "
+                        "(default: all)")
+    p.add_argument("--latency-seconds", type=int, default=30,
+                   help="measured seconds of each latency run (default 30)")
+    p.add_argument("--latency-scenes", default=latency.DEFAULT_SCENES,
+                   help=f"comma list of {', '.join(latency.SCENES)} (default: all)")
     p.add_argument("--passthrough-seconds", type=int, default=60, help="default 60")
     p.add_argument("--late-join-after", type=float, default=4.0,
                    help="seconds after the publisher's spawn when the late subscriber starts (default 4)")
@@ -1597,9 +1614,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.scenario_list = [x.strip() for x in a.scenarios.split(",") if x.strip()]
     if a.binary:
         a.no_build = True
-    bad = set(a.scenario_list) - {"startup", "late", "passthrough", "throughput", "sendonly"}
+    bad = set(a.scenario_list) - {"startup", "late", "passthrough", "latency", "throughput", "sendonly"}
     if bad:
         p.error(f"unknown scenario(s): {', '.join(sorted(bad))}")
+    a.latency_scene_list = [x.strip() for x in a.latency_scenes.split(",") if x.strip()]
+    bad = set(a.latency_scene_list) - set(latency.SCENES)
+    if bad:
+        p.error(f"unknown latency scene(s): {', '.join(sorted(bad))}; known: {', '.join(latency.SCENES)}")
     a.tp_tracks = [int(x) for x in a.throughput_tracks.split(",") if x.strip()]
     a.sendonly_tracks = [int(x) for x in a.sendonly_tracks.split(",") if x.strip()]
     if not re.fullmatch(r"\d+x\d+", a.throughput_size):
@@ -1618,6 +1639,8 @@ def estimate_seconds(a: argparse.Namespace) -> float:
         est += a.runs * tools * (a.late_join_after + 16)
     if "passthrough" in a.scenario_list:
         est += a.runs * tools * (a.passthrough_seconds + 12) + 180
+    if "latency" in a.scenario_list:
+        est += len(a.latency_scene_list) * a.runs * (tools + 1) * (a.latency_seconds + 20)
     if "throughput" in a.scenario_list:
         est += (len(a.tp_tracks) + 1) * a.throughput_runs * (a.throughput_seconds + 12) + 120
     if "sendonly" in a.scenario_list:
@@ -1735,6 +1758,10 @@ def main(argv: list[str]) -> int:
                        f"written {fmt(r.get('bitrate_mbps_median'), '', 2)} wire {fmt(r.get('wire_mbps'), '', 2)} Mbit/s"
                        if tool == "rs" else "")
                     + f" {r.get('error', '')}")
+
+        if "latency" in args.scenario_list:
+            res.setdefault("load", {})["latency_before"] = load_avg()
+            sc["latency"] = latency.run(ctx, sys.modules[__name__])
 
         for scen in ("throughput", "sendonly"):
             if scen not in args.scenario_list:

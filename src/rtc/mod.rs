@@ -405,8 +405,27 @@ impl Peer {
             (Ok(()), None) => {}
             (Err(e), _) => tracing::debug!(mid = %route.mid, "write failed: {e}"),
         }
-        self.drain_rounds(0);
+        if route.burst {
+            self.burst(route.mid, rid);
+        } else {
+            self.drain_rounds(0);
+        }
         written
+    }
+
+    /// Send what `mid` (`rid`) has queued, the frame just written included, at once: the
+    /// stream is unpaced for one drain (str0m sends an unpaced stream's packets as soon as
+    /// they are queued, as it does audio's), then paced again.
+    fn burst(&mut self, mid: Mid, rid: Option<Rid>) {
+        self.set_unpaced(mid, rid, true);
+        self.drain();
+        self.set_unpaced(mid, rid, false);
+    }
+
+    fn set_unpaced(&mut self, mid: Mid, rid: Option<Rid>, unpaced: bool) {
+        if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
+            stream.set_unpaced(unpaced);
+        }
     }
 
     /// The SSRC str0m sends `mid` (and `rid`) with, once it has negotiated one.

@@ -28,6 +28,9 @@ pub struct Route {
     pub clock_rate: u32,
     /// The frame's capture time on the shared media clock (for RTCP sender reports).
     pub wallclock: Instant,
+    /// Send the frame's packets at once rather than through the pacer (a video frame the
+    /// estimate carries within `BURST_TIME`).
+    pub burst: bool,
 }
 
 /// What becomes of a frame: where it goes out now, if it does, and what the driver keeps
@@ -260,6 +263,7 @@ impl Session {
             // The frame goes out before the bounds that start the estimator's probes.
             self.video_goes_out();
         }
+        let burst = video && !placeholder && self.video_frame_bursts(output, keyframe, bytes);
         Some(Route {
             mid,
             rid,
@@ -267,6 +271,7 @@ impl Session {
             rtp_time: rtp_time(media, clock_rate),
             clock_rate,
             wallclock,
+            burst,
         })
     }
 

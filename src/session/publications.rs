@@ -294,6 +294,8 @@ impl Session {
                 rtp_time: rtp_time(media, clock_rate),
                 clock_rate,
                 wallclock,
+                // Through the pacer: the estimator's first probes are made of them.
+                burst: false,
             })
             .collect();
         tracing::info!(

@@ -8,7 +8,7 @@ JSON object on stdout when it ends. Logs go to stderr only.
     subscriber.py --url ws://127.0.0.1:PORT --api-key K --api-secret S --room R
                   [--identity sub] [--duration SECONDS]
                   [--wait-tracks N] [--exit-after-frames N] [--print-events]
-                  [--frame-log PATH [--frame-log-edge]]
+                  [--frame-log PATH [--frame-log-edge] [--frame-log-code]]
 
 Times (`*_seconds`, `t`) are seconds since this process started (monotonic);
 `*_t_wall` fields are unix times (float) so a test can relate them to its own clock.
@@ -25,6 +25,13 @@ step's height in luma levels. For `videotestsrc pattern=smpte horizontal-speed=N
 the scrolled picture's seam, at (-N * frame index) mod 1280: the frame's index, i.e. its
 capture time, read from the picture itself (scripts/bench-constrained uses it to tell how far
 behind real time the frames are; timestamp_us is the receiver's own render time).
+With --frame-log-code each line also has "code_ms" and "code_n": the wall-clock time code and
+frame number drawn into the picture by tests/subscriber/timecode.py (its source, for
+`scripts/bench --scenarios latency`), or null where the picture holds no readable code;
+"wall" minus "code_ms" is the frame's age when decoded (glass to glass, same machine). About
+once a second it also writes a line {"sid", "wall", "receiver": {...}} of libwebrtc's inbound
+statistics for the track (running totals: frames decoded, jitter-buffer delay and count, decode,
+assembly and processing time), which tell where a frame's time went on the viewer's side.
 
 Exit codes: 0 it ran (whatever it saw), 2 it could not connect (JSON has
 "connected": false and "error"), 3 the hard timeout fired (JSON still printed,
@@ -340,6 +347,7 @@ class Subscriber:
             rtc.VideoBufferType.NV12,
         }
         gen = st.subscriptions
+        stats_logged = -1.0
         try:
             async for ev in stream:
                 t = now()
@@ -385,6 +393,15 @@ class Subscriber:
                         }
                         if self.args.frame_log_edge and f.type in luma_types:
                             line["edge_x"], line["edge_step"] = seam_edge(f.data, w, h)
+                        if self.args.frame_log_code and f.type in luma_types:
+                            import timecode
+
+                            y = np.frombuffer(f.data, dtype=np.uint8, count=w * h)
+                            code = timecode.read(y.reshape(h, w))
+                            line["code_ms"], line["code_n"] = code if code else (None, None)
+                            if t - stats_logged >= 1.0:
+                                stats_logged = t
+                                asyncio.ensure_future(self.log_receiver_stats(track, st.sid))
                         self.frame_log.write(json.dumps(line) + "\n")
                     except Exception as e:  # noqa: BLE001 - a full disk must not stop decoding
                         log.warning("frame log: %s", e)
@@ -412,6 +429,31 @@ class Subscriber:
             except BaseException:  # noqa: BLE001
                 pass
 
+    async def log_receiver_stats(self, track: Any, sid: str) -> None:
+        """One frame-log line of libwebrtc's receive statistics of `track` (with
+        --frame-log-code): where a frame's time went on this side (jitter buffer, decoding),
+        as running totals in seconds."""
+        try:
+            for s in await track.get_stats():
+                if s.WhichOneof("stats") != "inbound_rtp":
+                    continue
+                i = s.inbound_rtp.inbound
+                line = {"sid": sid, "wall": round(time.time(), 6), "receiver": {
+                    "frames_decoded": i.frames_decoded,
+                    "jitter_buffer_delay_s": i.jitter_buffer_delay,
+                    "jitter_buffer_emitted": i.jitter_buffer_emitted_count,
+                    "jitter_buffer_target_delay_s": i.jitter_buffer_target_delay,
+                    "jitter_buffer_minimum_delay_s": i.jitter_buffer_minimum_delay,
+                    "total_decode_time_s": i.total_decode_time,
+                    "total_assembly_time_s": i.total_assembly_time,
+                    "total_processing_delay_s": i.total_processing_delay,
+                    "nack_count": i.nack_count, "pli_count": i.pli_count,
+                }}
+                if self.frame_log is not None:
+                    self.frame_log.write(json.dumps(line) + "\n")
+        except Exception as e:  # noqa: BLE001 - statistics are a bonus, never a failure
+            log.debug("receiver statistics: %s", e)
+
     async def read_audio(self, track: Any, st: TrackStats) -> None:
         from livekit import rtc
 
@@ -421,6 +463,7 @@ class Subscriber:
             track, sample_rate=self.args.audio_sample_rate, num_channels=self.args.audio_channels
         )
         gen = st.subscriptions
+        stats_logged = -1.0
         try:
             async for ev in stream:
                 t = now()
@@ -682,6 +725,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--frame-log-edge", action="store_true",
                    help="with --frame-log: also log edge_x/edge_step, the seam of a scrolled "
                         "test picture (videotestsrc horizontal-speed), which tells the frame's index")
+    p.add_argument("--frame-log-code", action="store_true",
+                   help="with --frame-log: also log code_ms/code_n, the time code of "
+                        "tests/subscriber/timecode.py read from each decoded picture")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.api_secret:

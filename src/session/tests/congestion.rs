@@ -254,3 +254,137 @@ fn an_output_that_cannot_adapt_is_not_reported_when_it_ends_within_10_s() {
     let a = h.feed(Input::Timeout);
     assert!(!reported_over(&a, 0), "{a:?}");
 }
+
+/// A frame of `output` with `bytes`, routed now: does it burst?
+fn bursts(h: &mut Harness, output: u32, keyframe: bool, bytes: usize) -> bool {
+    let now = h.now;
+    let fate = h.s.route_frame(
+        now,
+        OutputId(output),
+        Duration::from_millis(40),
+        keyframe,
+        bytes,
+    );
+    fate.route.expect("the output is live").burst
+}
+
+#[test]
+fn a_video_frame_the_estimate_carries_within_40_ms_bursts_and_a_larger_one_is_paced() {
+    use crate::session::bitrate::{bursts as rule, BURST_TIME};
+    assert_eq!(BURST_TIME, Duration::from_millis(40));
+    // 5 Mbit/s carries 200 kbit (25 kB) in 40 ms.
+    assert!(rule(200_000, Some(5_000_000)));
+    assert!(!rule(200_008, Some(5_000_000)));
+    assert!(!rule(8, None), "no estimate yet: paced");
+
+    let mut h = Harness::new();
+    live_4m(&mut h);
+    assert!(!bursts(&mut h, 0, false, 10_000), "no estimate yet");
+    h.feed(Input::BandwidthEstimate {
+        bps: 5_000_000,
+        sent: vec![],
+    });
+    assert!(bursts(&mut h, 0, false, 25_000));
+    assert!(!bursts(&mut h, 0, true, 200_000), "a 200 kB keyframe waits");
+}
+
+#[test]
+fn audio_never_bursts() {
+    let mut h = Harness::new();
+    live_outputs(&mut h, vec![encoder(0, 4_000_000), output(1, Codec::Opus)]);
+    h.keyframe_out(0);
+    h.feed(Input::BandwidthEstimate {
+        bps: 50_000_000,
+        sent: vec![],
+    });
+    assert!(
+        !bursts(&mut h, 1, false, 100),
+        "audio keeps str0m's own pacing"
+    );
+    assert!(bursts(&mut h, 0, false, 10_000));
+}
+
+#[test]
+fn the_estimator_probes_for_room_to_burst_the_keyframes() {
+    // A 200 kB keyframe bursts once the estimate carries it within 40 ms: 40 Mbit/s. The
+    // estimator is asked to find that much (it probes up to twice its desired rate).
+    let mut h = Harness::new();
+    live_4m(&mut h);
+    let media = 4_705_882; // 4M / 0.85
+    h.feed(Input::BandwidthEstimate {
+        bps: 5_000_000,
+        sent: vec![],
+    });
+    let limits = |h: &Harness| h.s.congestion_limits.expect("the estimator has bounds").1;
+    assert_eq!(limits(&h), media, "a 1 kB keyframe needs no more");
+    h.at(1_000);
+    bursts(&mut h, 0, true, 200_000);
+    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
+    assert_eq!(desired(&a), Some(40_000_000), "{a:?}");
+    // A slightly larger keyframe does not ask again (within a quarter) ...
+    bursts(&mut h, 0, true, 220_000);
+    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
+    assert!(desired(&a).is_none(), "{a:?}");
+    // ... one twice the size does.
+    bursts(&mut h, 0, true, 400_000);
+    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
+    assert_eq!(desired(&a), Some(80_000_000), "{a:?}");
+    // Small keyframes lower it slowly (each keeps 80 % of the largest), never below the
+    // media's own need.
+    for _ in 0..30 {
+        bursts(&mut h, 0, true, 1_000);
+    }
+    assert_eq!(limits(&h), media, "back to the media's need");
+    // Once the estimate carries it, the keyframe bursts.
+    bursts(&mut h, 0, true, 400_000);
+    h.feed(Input::BandwidthEstimate {
+        bps: 80_000_000,
+        sent: vec![],
+    });
+    assert!(bursts(&mut h, 0, true, 400_000));
+}
+
+#[test]
+fn the_room_asked_for_bursts_is_capped() {
+    use crate::session::bitrate::{burst_rate, MAX_BURST_DESIRED};
+    assert_eq!(
+        burst_rate([200_000u64 * 8, 100_000 * 8].into_iter()),
+        60_000_000
+    );
+    assert_eq!(
+        burst_rate([10_000_000u64 * 8].into_iter()),
+        MAX_BURST_DESIRED
+    );
+}
+
+#[test]
+fn a_link_below_the_media_keeps_the_pacer_and_is_not_probed_for_bursts() {
+    let mut h = Harness::new();
+    live_4m(&mut h);
+    let media = 4_705_882; // 4M / 0.85
+    h.feed(Input::BandwidthEstimate {
+        bps: 3_000_000,
+        sent: vec![],
+    });
+    assert!(
+        !bursts(&mut h, 0, false, 1_000),
+        "the link holds the encoder below its ceiling"
+    );
+    assert!(!bursts(&mut h, 0, true, 200_000));
+    let limits = |h: &Harness| h.s.congestion_limits.expect("the estimator has bounds").1;
+    assert_eq!(limits(&h), media, "no probing for burst room");
+    // The link grows to carry the media: bursts, and the room for the keyframe is asked for.
+    h.feed(Input::BandwidthEstimate {
+        bps: 5_000_000,
+        sent: vec![],
+    });
+    assert_eq!(limits(&h), 40_000_000);
+    assert!(bursts(&mut h, 0, false, 25_000));
+    // It shrinks again: back to the media's need, paced.
+    h.feed(Input::BandwidthEstimate {
+        bps: 2_000_000,
+        sent: vec![],
+    });
+    assert_eq!(limits(&h), media);
+    assert!(!bursts(&mut h, 0, false, 1_000));
+}
