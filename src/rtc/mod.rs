@@ -12,6 +12,9 @@
 //! `Input::Timeout` and asks for the next one a microsecond later, so the drain goes on
 //! feeding it the time for as long as something is due (see [`Peer::drain`]).
 
+mod burst;
+#[cfg(test)]
+mod memcall;
 mod negotiation;
 mod resend;
 mod tcp;
@@ -413,19 +416,12 @@ impl Peer {
         written
     }
 
-    /// Send what `mid` (`rid`) has queued, the frame just written included, at once: the
-    /// stream is unpaced for one drain (str0m sends an unpaced stream's packets as soon as
-    /// they are queued, as it does audio's), then paced again.
+    /// Send what `mid` (`rid`) has queued, the frame just written included, at once (see
+    /// [`burst`]).
     fn burst(&mut self, mid: Mid, rid: Option<Rid>) {
-        self.set_unpaced(mid, rid, true);
+        burst::set_unpaced(&mut self.rtc, mid, rid, true);
         self.drain();
-        self.set_unpaced(mid, rid, false);
-    }
-
-    fn set_unpaced(&mut self, mid: Mid, rid: Option<Rid>, unpaced: bool) {
-        if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
-            stream.set_unpaced(unpaced);
-        }
+        burst::set_unpaced(&mut self.rtc, mid, rid, false);
     }
 
     /// The SSRC str0m sends `mid` (and `rid`) with, once it has negotiated one.

@@ -42,24 +42,13 @@ pub(super) fn configure(rtc: &mut Rtc, streams: Vec<NewStream>, packets: (usize,
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
-    use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Instant;
 
-    use str0m::change::SdpOffer;
-    use str0m::format::Codec as RtcCodec;
-    use str0m::media::{Direction, MediaKind as RtcKind, MediaTime};
-    use str0m::net::{Protocol, Receive};
-    use str0m::{Candidate, Event, Input, Output};
+    use str0m::media::MediaTime;
+    use str0m::{Event, Output};
 
     use super::*;
-
-    /// One side of an in-memory call: its `Rtc`, its address (never on a network: the
-    /// datagrams are handed from one side to the other here), and its next timeout.
-    struct Side {
-        rtc: Rtc,
-        addr: SocketAddr,
-        timeout: Instant,
-    }
+    use crate::rtc::memcall::pair;
 
     /// A datagram on its way: when it arrives, and to which side (`true`: the receiver).
     type InFlight = (Instant, bool, str0m::net::Transmit);
@@ -82,44 +71,12 @@ mod tests {
     /// assembled).
     fn call(loss: u64, seconds: u64, configure_resends: bool, seed: u64) -> (usize, usize) {
         let start = Instant::now();
-        let config = crate::rtc::rtc_config().enable_bwe(Some(str0m::bwe::Bitrate::bps(
-            crate::session::START_ESTIMATE,
-        )));
-        let packets = (config.send_buffer_audio(), config.send_buffer_video());
-        let mut tx = Side {
-            rtc: config.build(start),
-            addr: (Ipv4Addr::new(10, 0, 0, 1), 1000).into(),
-            timeout: start,
-        };
-        let mut rx = Side {
-            rtc: Rtc::builder().build(start),
-            addr: (Ipv4Addr::new(10, 0, 0, 2), 2000).into(),
-            timeout: start,
-        };
-        for side in [&mut tx, &mut rx] {
-            let c = Candidate::host(side.addr, "udp").expect("a host candidate");
-            side.rtc.add_local_candidate(c);
-        }
-        let mut api = tx.rtc.sdp_api();
-        let mid = api.add_media(RtcKind::Video, Direction::SendOnly, None, None, None);
-        let (offer, pending) = api.apply().expect("an offer");
-        let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).expect("parses");
-        let answer = rx.rtc.sdp_api().accept_offer(offer).expect("an answer");
-        tx.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .expect("answer accepted");
+        let (mut tx, mut rx, mid, pt) = pair(start);
         if configure_resends {
+            let config = crate::rtc::rtc_config();
+            let packets = (config.send_buffer_audio(), config.send_buffer_video());
             configure(&mut tx.rtc, vec![(mid, None, MediaKind::Video)], packets);
         }
-        let pt = tx
-            .rtc
-            .writer(mid)
-            .expect("a writer")
-            .payload_params()
-            .find(|p| p.spec().codec == RtcCodec::Vp8)
-            .map(|p| p.pt())
-            .expect("VP8 negotiated");
 
         let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut wire: VecDeque<InFlight> = VecDeque::new();
@@ -133,25 +90,14 @@ mod tests {
         while now < end {
             // Each side: what is due, then everything it has to say.
             for (is_rx, side) in [(false, &mut tx), (true, &mut rx)] {
-                if side.timeout <= now {
-                    side.rtc.handle_input(Input::Timeout(now)).expect("timeout");
-                }
-                loop {
-                    match side.rtc.poll_output().expect("poll") {
-                        Output::Timeout(t) => {
-                            side.timeout = t;
-                            break;
-                        }
-                        Output::Transmit(t) => {
-                            if !(connected && dice.lost(loss)) {
-                                wire.push_back((now + Duration::from_millis(10), !is_rx, t));
-                            }
-                        }
-                        Output::Event(Event::Connected) => connected = true,
-                        Output::Event(Event::MediaData(_)) if is_rx => assembled += 1,
-                        Output::Event(_) => {}
+                side.step(now, |o| match o {
+                    Output::Transmit(t) if !(connected && dice.lost(loss)) => {
+                        wire.push_back((now + Duration::from_millis(10), !is_rx, t));
                     }
-                }
+                    Output::Event(Event::Connected) => connected = true,
+                    Output::Event(Event::MediaData(_)) if is_rx => assembled += 1,
+                    _ => {}
+                });
             }
             // Frames, from the moment the call is up, for `seconds`.
             if connected && now >= next_frame {
@@ -172,16 +118,7 @@ mod tests {
             while wire.front().is_some_and(|(at, _, _)| *at <= now) {
                 let (_, to_rx, t) = wire.pop_front().expect("a datagram");
                 let side = if to_rx { &mut rx } else { &mut tx };
-                let input = Input::Receive(
-                    now,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: t.source,
-                        destination: t.destination,
-                        contents: (&t.contents[..]).try_into().expect("a datagram"),
-                    },
-                );
-                side.rtc.handle_input(input).expect("received");
+                side.receive(now, &t);
             }
             // On to the next thing due.
             let mut next = tx.timeout.min(rx.timeout).min(end);
