@@ -10,9 +10,8 @@ milliseconds modulo 2**41 (69 years), the frame's number modulo 2**15, and an 8-
 (CRC-32's low byte) that rejects a misread picture.
 
 As a program it is the source: it writes raw I420 frames to stdout in real time (each frame's
-code written just before the frame is), for `gst-launch-1.0 fdsrc ! rawvideoparse ! shmsink`:
-
-    timecode.py --width 1280 --height 720 --fps 30 --scene detailed | gst-launch-1.0 ...
+code written just before the frame is), for a gst-launch-1.0 process that parses them and
+serves them to live pipelines (scripts/bench.d/latency.py: fdsrc, rawvideoparse, shmsink).
 
 Scenes: `flat` (eight flat colour bars, as a test picture) and `detailed` (a static texture of
 fine random cells, as a security camera's view of a street: its keyframes are many times the
