@@ -9,7 +9,7 @@ latency is the viewer's clock when it had the decoded frame minus the time in it
 one machine, one clock.
 
 The floor is the same source encoded and decoded on the machine without the network path:
-`... ! x264enc ! h264parse ! avdec_h264 max-threads=1 ! fdsink`, read by this process.
+`... ! x264enc ! h264parse ! avdec_h264 thread-type=slice ! fdsink`, read by this process.
 
 Which frames were keyframes: each pipeline also writes the encoder's output to a file (a `tee`
 before the published branch); that file is decoded afterwards and its access units matched to
@@ -77,7 +77,7 @@ def publish_pipeline(sock: Path, rec: Path, w: int, h: int, kbps: int) -> str:
 def floor_pipeline(sock: Path, rec: Path, w: int, h: int, kbps: int) -> str:
     return (f"shmsrc socket-path={sock} is-live=true do-timestamp=true ! {source_caps(w, h)} ! "
             f"{encoder(kbps)} ! tee name=rec ! queue ! filesink location={rec} "
-            "rec. ! queue ! h264parse ! avdec_h264 max-threads=1 ! "
+            "rec. ! queue ! h264parse ! avdec_h264 thread-type=slice ! "
             f"{source_caps(w, h)} ! fdsink fd=1 sync=false")
 
 
