@@ -45,18 +45,34 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// While the estimate leaves room (it carries every output at its ceiling), a video frame
 /// that the estimate carries within this time goes to the socket at once, not through str0m's
-/// pacer, which sends at 1.1 × the estimate: a keyframe many times the size of
-/// the frames around it (a detailed scene) would wait there, and every frame behind it, for
-/// hundreds of milliseconds (measured: 720p at 4 Mbit/s, keyframes of 90-220 kB, the picture
-/// 132 ms old at p50 and 279 ms at p99 when paced). A burst this long at the estimated rate is
-/// what the link was found to carry; libwebrtc's pacer lets 40 ms of its rate out at once too.
-pub const BURST_TIME: Duration = Duration::from_millis(40);
-/// The most the estimator is asked to probe for so that keyframes can burst (bit/s): 1080p
-/// keyframes of 400 kB need 80 Mbit/s.
+/// pacer, which sends at 1.1 × the estimate: a keyframe many times the size of the frames
+/// around it (a detailed scene) would wait there, and every frame behind it, for hundreds of
+/// milliseconds (measured: 720p at 4 Mbit/s, keyframes of 90-220 kB, the picture 61 ms old at
+/// p50 and 294 ms at p99 when paced). A frame takes bits / capacity to cross the link's
+/// narrowest point however it is sent: where the estimate is the capacity, a burst waits in
+/// that link's queue about as long as it would have waited in the pacer, so the burst costs
+/// nothing there; where the estimate is below the capacity (it grows only as fast as probes
+/// find room), the burst saves the difference. What it asks of the link is a queue of this
+/// much of the estimated rate (access links buffer more; the lab's hold 200 ms). At 40 ms
+/// (libwebrtc's burst at its pacing rate) a 1080p keyframe of 450 kB needed 90 Mbit/s, which
+/// the estimate reached on loopback only after 20 s; at 100 ms it needs 36 Mbit/s.
+pub const BURST_TIME: Duration = Duration::from_millis(100);
+/// The most the estimator is asked to probe for so that keyframes can burst (bit/s): a 1080p
+/// keyframe of 450 kB needs 36 Mbit/s.
 pub const MAX_BURST_DESIRED: u64 = 100_000_000;
 /// How much of the largest keyframe an output remembers at each new one: the burst the
 /// estimator is asked to find room for follows the keyframes down slowly.
 const KEYFRAME_MEMORY: f64 = 0.8;
+/// The room for bursts is asked for in steps of at most this many times the estimate: str0m
+/// probes up to twice the desired rate, a 15 ms cluster at that rate, and periodically while
+/// the link is little used, so a desired rate far above the estimate would send bursts of
+/// padding the size of a keyframe into a link that may not hold them. In steps, a link with
+/// room doubles its estimate a probe at a time, and a smaller one sees probes of at most 4 × the estimate for 15 ms (60 ms of its time).
+/// (Loopback, 1080p: from 7 to 36 Mbit/s in about 5 s.)
+const BURST_PROBE_STEP: f64 = 2.0;
+/// The room asked for bursts changes only when it moves by more than this share: str0m makes
+/// an allocation probe at every rise of the desired rate.
+const BURST_ASK_CHANGE: f64 = 0.25;
 
 /// Whether a video frame of `bits` may burst (see [`BURST_TIME`]) on an estimate of
 /// `estimate` bit/s.
@@ -170,8 +186,11 @@ pub(crate) struct Congestion {
     /// Each video output's largest recent keyframe (bits), fading by [`KEYFRAME_MEMORY`] at
     /// each new one: the estimator probes for the room to burst them (see [`BURST_TIME`]).
     pub(crate) keyframe_bits: BTreeMap<OutputId, u64>,
-    /// The burst rate the estimator's bounds were last given (see [`burst_rate`]).
-    burst_desired: u64,
+    /// The rate that bursts each output's largest recent keyframe (see [`burst_rate`]).
+    burst_need: u64,
+    /// The room for bursts the estimator's bounds were last given: the need, in steps of
+    /// [`BURST_PROBE_STEP`] times the estimate, 0 without room.
+    burst_asked: u64,
     /// At the last allocation the estimate carried every output at its ceiling: frames may
     /// burst, and the estimator probes for the room to burst keyframes.
     roomy: bool,
@@ -230,8 +249,7 @@ impl Meter {
 impl Session {
     /// A video frame of `bytes` goes out: may it burst (see [`BURST_TIME`])? Only while the
     /// estimate leaves room; a link held below the media's ceilings keeps the pacer. A
-    /// keyframe also sizes the room the estimator probes for; when that moved by more than a
-    /// quarter, the bounds are given again.
+    /// keyframe also sizes the room the estimator probes for (the bounds are looked at again).
     pub(super) fn video_frame_bursts(
         &mut self,
         output: OutputId,
@@ -248,12 +266,9 @@ impl Session {
                 .unwrap_or(0);
             let largest = bits.max((kept as f64 * KEYFRAME_MEMORY) as u64);
             self.congestion.keyframe_bits.insert(output, largest);
-            let rate = burst_rate(self.congestion.keyframe_bits.values().copied());
-            let was = self.congestion.burst_desired as f64;
-            if (rate as f64 - was).abs() > was * 0.25 {
-                self.congestion.burst_desired = rate;
-                self.reallocate();
-            }
+            self.congestion.burst_need =
+                burst_rate(self.congestion.keyframe_bits.values().copied());
+            self.reallocate();
         }
         self.congestion.roomy && bursts(bits, self.congestion.estimate)
     }
@@ -515,12 +530,19 @@ impl Session {
         // Room for the media, or, once the link carries that, to burst its keyframes: a link
         // that cannot carry the media is not probed further for bursts (measured: asking for
         // 10 Mbit/s over a 1.5 Mbit/s link, its probes lost packets and froze the picture).
-        let burst = if self.congestion.roomy {
-            self.congestion.burst_desired
-        } else {
-            0
+        let ask = match (self.congestion.roomy, self.congestion.estimate) {
+            (true, Some(e)) => self
+                .congestion
+                .burst_need
+                .min((e as f64 * BURST_PROBE_STEP) as u64),
+            _ => 0,
         };
-        let desired = (((ceilings as f64) / USABLE) as u64 + self.congestion.nudge).max(burst);
+        let was = self.congestion.burst_asked as f64;
+        if (ask as f64 - was).abs() > was * BURST_ASK_CHANGE {
+            self.congestion.burst_asked = ask;
+        }
+        let desired = (((ceilings as f64) / USABLE) as u64 + self.congestion.nudge)
+            .max(self.congestion.burst_asked);
         let limits = (floors, desired);
         if self.congestion_limits != Some(limits) {
             self.congestion_limits = Some(limits);

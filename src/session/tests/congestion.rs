@@ -269,12 +269,12 @@ fn bursts(h: &mut Harness, output: u32, keyframe: bool, bytes: usize) -> bool {
 }
 
 #[test]
-fn a_video_frame_the_estimate_carries_within_40_ms_bursts_and_a_larger_one_is_paced() {
+fn a_video_frame_the_estimate_carries_within_100_ms_bursts_and_a_larger_one_is_paced() {
     use crate::session::bitrate::{bursts as rule, BURST_TIME};
-    assert_eq!(BURST_TIME, Duration::from_millis(40));
-    // 5 Mbit/s carries 200 kbit (25 kB) in 40 ms.
-    assert!(rule(200_000, Some(5_000_000)));
-    assert!(!rule(200_008, Some(5_000_000)));
+    assert_eq!(BURST_TIME, Duration::from_millis(100));
+    // 5 Mbit/s carries 500 kbit (62.5 kB) in 100 ms.
+    assert!(rule(500_000, Some(5_000_000)));
+    assert!(!rule(500_008, Some(5_000_000)));
     assert!(!rule(8, None), "no estimate yet: paced");
 
     let mut h = Harness::new();
@@ -284,8 +284,11 @@ fn a_video_frame_the_estimate_carries_within_40_ms_bursts_and_a_larger_one_is_pa
         bps: 5_000_000,
         sent: vec![],
     });
-    assert!(bursts(&mut h, 0, false, 25_000));
-    assert!(!bursts(&mut h, 0, true, 200_000), "a 200 kB keyframe waits");
+    assert!(bursts(&mut h, 0, false, 62_500));
+    assert!(
+        !bursts(&mut h, 0, true, 62_501),
+        "a frame over 100 ms of the estimate waits"
+    );
 }
 
 #[test]
@@ -305,9 +308,10 @@ fn audio_never_bursts() {
 }
 
 #[test]
-fn the_estimator_probes_for_room_to_burst_the_keyframes() {
-    // A 200 kB keyframe bursts once the estimate carries it within 40 ms: 40 Mbit/s. The
-    // estimator is asked to find that much (it probes up to twice its desired rate).
+fn the_estimator_probes_for_room_to_burst_the_keyframes_in_steps_of_twice_the_estimate() {
+    // A 400 kB keyframe bursts once the estimate carries it within 100 ms: 32 Mbit/s. The
+    // estimator is asked for that much, at most twice its estimate at a time (it probes up
+    // to twice its desired rate).
     let mut h = Harness::new();
     live_4m(&mut h);
     let media = 4_705_882; // 4M / 0.85
@@ -316,32 +320,51 @@ fn the_estimator_probes_for_room_to_burst_the_keyframes() {
         sent: vec![],
     });
     let limits = |h: &Harness| h.s.congestion_limits.expect("the estimator has bounds").1;
+    let estimate = |h: &mut Harness, bps: u64| {
+        h.feed(Input::BandwidthEstimate { bps, sent: vec![] });
+    };
     assert_eq!(limits(&h), media, "a 1 kB keyframe needs no more");
     h.at(1_000);
-    bursts(&mut h, 0, true, 200_000);
-    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
-    assert_eq!(desired(&a), Some(40_000_000), "{a:?}");
-    // A slightly larger keyframe does not ask again (within a quarter) ...
-    bursts(&mut h, 0, true, 220_000);
-    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
-    assert!(desired(&a).is_none(), "{a:?}");
-    // ... one twice the size does.
     bursts(&mut h, 0, true, 400_000);
-    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
-    assert_eq!(desired(&a), Some(80_000_000), "{a:?}");
+    assert_eq!(
+        limits(&h),
+        10_000_000,
+        "twice the estimate, on the way to 32 Mbit/s"
+    );
+    estimate(&mut h, 14_000_000);
+    assert_eq!(limits(&h), 28_000_000);
+    estimate(&mut h, 30_000_000);
+    assert_eq!(
+        limits(&h),
+        28_000_000,
+        "32 is within a quarter of 28: not asked again"
+    );
+    // A keyframe twice the size asks for twice the room.
+    bursts(&mut h, 0, true, 800_000);
+    assert_eq!(
+        limits(&h),
+        60_000_000,
+        "twice the estimate, on the way to 64"
+    );
+    estimate(&mut h, 60_000_000);
+    assert_eq!(
+        limits(&h),
+        60_000_000,
+        "64 is within a quarter of 60: not asked again"
+    );
     // Small keyframes lower it slowly (each keeps 80 % of the largest), never below the
     // media's own need.
     for _ in 0..30 {
         bursts(&mut h, 0, true, 1_000);
     }
     assert_eq!(limits(&h), media, "back to the media's need");
-    // Once the estimate carries it, the keyframe bursts.
-    bursts(&mut h, 0, true, 400_000);
-    h.feed(Input::BandwidthEstimate {
-        bps: 80_000_000,
-        sent: vec![],
-    });
-    assert!(bursts(&mut h, 0, true, 400_000));
+    // Once the estimate carries it, a large keyframe bursts.
+    estimate(&mut h, 70_000_000);
+    assert!(bursts(&mut h, 0, true, 800_000));
+    assert!(
+        !bursts(&mut h, 0, true, 900_000),
+        "7.2 Mbit is more than 100 ms of 70 Mbit/s"
+    );
 }
 
 #[test]
@@ -349,7 +372,7 @@ fn the_room_asked_for_bursts_is_capped() {
     use crate::session::bitrate::{burst_rate, MAX_BURST_DESIRED};
     assert_eq!(
         burst_rate([200_000u64 * 8, 100_000 * 8].into_iter()),
-        60_000_000
+        24_000_000
     );
     assert_eq!(
         burst_rate([10_000_000u64 * 8].into_iter()),
@@ -373,13 +396,14 @@ fn a_link_below_the_media_keeps_the_pacer_and_is_not_probed_for_bursts() {
     assert!(!bursts(&mut h, 0, true, 200_000));
     let limits = |h: &Harness| h.s.congestion_limits.expect("the estimator has bounds").1;
     assert_eq!(limits(&h), media, "no probing for burst room");
-    // The link grows to carry the media: bursts, and the room for the keyframe is asked for.
+    // The link grows to carry the media: bursts, and the room for the keyframe is asked for
+    // (twice the estimate at a time).
     h.feed(Input::BandwidthEstimate {
         bps: 5_000_000,
         sent: vec![],
     });
-    assert_eq!(limits(&h), 40_000_000);
-    assert!(bursts(&mut h, 0, false, 25_000));
+    assert_eq!(limits(&h), 10_000_000);
+    assert!(bursts(&mut h, 0, false, 60_000));
     // It shrinks again: back to the media's need, paced.
     h.feed(Input::BandwidthEstimate {
         bps: 2_000_000,
