@@ -217,6 +217,12 @@ impl Shared {
         let short = caps::short_caps(caps, Some(codec));
         let event = self.slot(id, |slot| {
             slot.output.caps = short;
+            if slot.negotiated {
+                // The encoder's bitrate is the user's ceiling only before we steer it: later
+                // caps (a new SPS, a renegotiation) would read back our own target and make it
+                // the ceiling for good (seen: a 1080p output held at 850 kbit/s).
+                format.encoder_bitrate = slot.output.format.encoder_bitrate;
+            }
             if !slot.negotiated {
                 slot.negotiated = true;
                 slot.output.format = format;
@@ -516,5 +522,56 @@ mod tests {
             other => panic!("expected OutputChanged: {other:?}"),
         }
         assert_eq!(shared.outputs()[0].format.width, Some(640));
+    }
+
+    #[test]
+    fn the_encoders_bitrate_is_read_once_as_the_ceiling_not_again_after_we_steer_it() {
+        gst::init().expect("GStreamer initialises in unit tests");
+        let shared = Shared::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        shared.set_channels(tx, None);
+        let encoder = gst::ElementFactory::make("x264enc")
+            .property("bitrate", 4000u32)
+            .build()
+            .expect("x264enc");
+        let appsink = gst::ElementFactory::make("appsink")
+            .build()
+            .expect("appsink");
+        let bin = gst::Bin::new();
+        bin.add_many([&encoder, &appsink]).expect("added");
+        encoder.link(&appsink).expect("linked");
+        let src = encoder.static_pad("src").expect("a src pad");
+        let template = gst::Caps::from_str("video/x-h264").expect("caps");
+        let id = shared.add_output(&src, Codec::H264, &template);
+        let sink_pad = appsink.static_pad("sink").expect("a sink pad");
+        shared.slot(id, |slot| slot.sink_pad = Some(sink_pad.downgrade()));
+
+        let caps = |w: u32| {
+            gst::Caps::from_str(&format!(
+                "video/x-h264, stream-format=byte-stream, alignment=au, profile=high, width=(int){w}, height=(int)240"
+            ))
+            .expect("caps")
+        };
+        shared.negotiated(id, &caps(320));
+        match rx.try_recv() {
+            Ok(PipelineEvent::OutputAdded(o)) => {
+                assert_eq!(o.format.encoder_bitrate, Some(4_000_000))
+            }
+            other => panic!("expected OutputAdded: {other:?}"),
+        }
+        // Congestion control steers the encoder down; then the caps change.
+        super::super::encoders::set_bitrate(&encoder, 850_000);
+        shared.negotiated(id, &caps(640));
+        match rx.try_recv() {
+            Ok(PipelineEvent::OutputChanged(o)) => {
+                assert_eq!(o.format.width, Some(640));
+                assert_eq!(
+                    o.format.encoder_bitrate,
+                    Some(4_000_000),
+                    "the user's ceiling"
+                );
+            }
+            other => panic!("expected OutputChanged: {other:?}"),
+        }
     }
 }

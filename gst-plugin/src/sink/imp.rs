@@ -376,7 +376,7 @@ impl LiveKitPublishSink {
     /// Caps on a pad: the first make its track, later ones update it.
     fn caps(&self, pad: &super::LiveKitPublishSinkPad, caps: &gst::CapsRef) -> bool {
         let encoder = pad.peer().and_then(|peer| upstream_encoder(&peer));
-        let Some((codec, format)) = track_format(caps, encoder.as_ref()) else {
+        let Some((codec, mut format)) = track_format(caps, encoder.as_ref()) else {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
@@ -384,7 +384,17 @@ impl LiveKitPublishSink {
             );
             return false;
         };
+        let kept = {
+            let state = pad.imp().state();
+            state.track.is_some().then_some(state.encoder_bitrate)
+        };
+        if let Some(ceiling) = kept {
+            // The encoder's bitrate is the user's ceiling only before we steer it: later caps
+            // would read back our own target and make it the ceiling for good.
+            format.encoder_bitrate = ceiling;
+        }
         let settings = pad.imp().settings();
+        let format_bitrate = format.encoder_bitrate;
         let spec = TrackSpec {
             name: settings
                 .track_name
@@ -431,6 +441,7 @@ impl LiveKitPublishSink {
             Ok(track) => {
                 state.track = Some(track);
                 state.codec = Some(codec);
+                state.encoder_bitrate = format_bitrate;
                 true
             }
             Err(e) => {

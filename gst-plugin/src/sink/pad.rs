@@ -28,6 +28,8 @@ pub(super) struct PadState {
     /// Its track, once caps came and the publisher took it.
     pub track: Option<LocalTrack>,
     pub codec: Option<Codec>,
+    /// The encoder's bitrate at the first caps: the user's ceiling (later it is ours).
+    pub encoder_bitrate: Option<u64>,
     pub segment: Option<gst::FormattedSegment<gst::ClockTime>>,
     pub eos: bool,
     /// Buffers without a running time (outside the segment, or no timestamp) dropped.
