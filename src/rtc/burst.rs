@@ -2,7 +2,8 @@
 //! within `BURST_TIME` as a burst (see `session::bitrate`), and the driver sends it without
 //! str0m's pacer. str0m sends an unpaced stream's packets as soon as they are queued (audio
 //! is unpaced by default): the stream is unpaced for the one drain that sends the frame, then
-//! paced again, so its padding and probes keep their pacing.
+//! paced again, so its later padding and probes keep their pacing (padding a probe queued on
+//! that stream just then goes out with the burst).
 
 use str0m::media::{Mid, Rid};
 use str0m::Rtc;

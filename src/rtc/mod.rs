@@ -199,8 +199,10 @@ impl FramesInFlight {
 
 /// The most `Input::Timeout`s one drain feeds str0m before it returns to the run loop (which
 /// comes back at once, see [`Peer::poll_timeout`]): str0m's pacer sends at most ~63 kB per
-/// burst, about 50 packets, so this only bounds a drain that would not end.
-const MAX_DUE_ROUNDS: usize = 512;
+/// burst, about 50 packets, and a frame sent at once (see [`burst`]) is a packet a round, so
+/// this lets a frame of up to 2.4 MB (a 4K keyframe) out in one drain and otherwise only
+/// bounds a drain that would not end.
+const MAX_DUE_ROUNDS: usize = 2048;
 
 /// One peer connection.
 pub struct Peer {
