@@ -146,22 +146,23 @@ def keyframe_numbers(b: Any, rec: Path, w: int, h: int, log_path: Path) -> set[i
     except OSError:
         return set()
     flags = access_units(data)
-    p = subprocess.Popen(["gst-launch-1.0", "-q", "filesrc", f"location={rec}", "!", "h264parse", "!",
-                          "avdec_h264", "!", source_caps(w, h), "!", "fdsink", "fd=1"],
-                         stdout=subprocess.PIPE, stderr=open(log_path, "ab"), env=b.child_env())
     size = w * h * 3 // 2
     keys: set[int] = set()
     i = 0
-    assert p.stdout is not None
-    while True:
-        buf = p.stdout.read(size)
-        if len(buf) < size:
-            break
-        code = timecode.read(np.frombuffer(buf, np.uint8, count=w * h).reshape(h, w))
-        if code is not None and i < len(flags) and flags[i]:
-            keys.add(code[1])
-        i += 1
-    p.wait(timeout=30)
+    with open(log_path, "ab") as errf:
+        p = subprocess.Popen(["gst-launch-1.0", "-q", "filesrc", f"location={rec}", "!", "h264parse",
+                              "!", "avdec_h264", "!", source_caps(w, h), "!", "fdsink", "fd=1"],
+                             stdout=subprocess.PIPE, stderr=errf, env=b.child_env())
+        assert p.stdout is not None
+        while True:
+            buf = p.stdout.read(size)
+            if len(buf) < size:
+                break
+            code = timecode.read(np.frombuffer(buf, np.uint8, count=w * h).reshape(h, w))
+            if code is not None and i < len(flags) and flags[i]:
+                keys.add(code[1])
+            i += 1
+        p.wait(timeout=30)
     if i != len(flags):
         b.log(f"  latency: {rec.name}: {i} decoded frames, {len(flags)} access units")
     return keys
@@ -271,15 +272,14 @@ def run_floor(ctx: Any, b: Any, name: str, i: int) -> dict[str, Any]:
     src = Source(b, scene, w, h, sock, ctx.logs(f"{tag}-source.log"))
     frames: list[tuple[float, int, float]] = []
     try:
-        errf = open(ctx.logs(f"{tag}.log"), "ab")
-        p = b.spawn(["gst-launch-1.0", "-q"] + floor_pipeline(sock, rec, w, h, kbps).split(),
-                    stdout=subprocess.PIPE, stderr=errf)
-        reader = threading.Thread(target=floor_reader, args=(p, w, h, frames), daemon=True)
-        reader.start()
-        time.sleep(ctx.args.latency_seconds + SETTLE)
-        b.stop_child(p, grace=3, sig=2)  # SIGINT: gst-launch ends the pipeline
-        reader.join(timeout=5)
-        errf.close()
+        with open(ctx.logs(f"{tag}.log"), "ab") as errf:
+            p = b.spawn(["gst-launch-1.0", "-q"] + floor_pipeline(sock, rec, w, h, kbps).split(),
+                        stdout=subprocess.PIPE, stderr=errf)
+            reader = threading.Thread(target=floor_reader, args=(p, w, h, frames), daemon=True)
+            reader.start()
+            time.sleep(ctx.args.latency_seconds + SETTLE)
+            b.stop_child(p, grace=3, sig=2)  # SIGINT: gst-launch ends the pipeline
+            reader.join(timeout=5)
     finally:
         src.stop()
     r = {"tool": "floor", "run": i, "scene": name}
