@@ -52,6 +52,8 @@ struct TrackStats {
     unserved_keyframe_requests: u64,
     /// Frames sent again, from its latest keyframe on, for its first viewer.
     kept_frames_sent: u64,
+    /// Keyframes that went to the socket at once rather than through the pacer.
+    keyframes_burst: u64,
 }
 
 /// Aggregates figures between two reports.
@@ -132,18 +134,23 @@ impl Stats {
 
     /// A frame was written into the publisher connection, `written` after the pipeline
     /// handed it over.
+    /// `burst`: it went to the socket at once, not through the pacer.
     pub fn frame_sent(
         &mut self,
         output: OutputId,
         bytes: usize,
         keyframe: bool,
         written: Duration,
+        burst: bool,
     ) {
         let t = self.tracks.entry(output).or_default();
         t.frames += 1;
         t.payload_bytes += bytes as u64;
         if keyframe && t.kind == Some(MediaKind::Video) {
             t.keyframes += 1;
+            if burst {
+                t.keyframes_burst += 1;
+            }
         }
         push_us(&mut self.written, written);
     }
@@ -245,6 +252,7 @@ impl Stats {
                     paused: t.paused,
                     unserved_keyframe_requests: t.unserved_keyframe_requests,
                     kept_frames_sent: t.kept_frames_sent,
+                    keyframes_burst: t.keyframes_burst,
                     fps: frames as f64 / secs,
                     frames_sent: t.frames,
                     keyframes_sent: t.keyframes,
@@ -327,6 +335,9 @@ pub struct TrackReport {
     /// Frames kept from its latest keyframe on and sent again when its first viewer asked
     /// for a keyframe (a stream that cannot make one; the first viewer starts on them).
     pub kept_frames_sent: u64,
+    /// Keyframes that went to the socket at once, not through the pacer (the estimate left
+    /// room for them).
+    pub keyframes_burst: u64,
     pub fps: f64,
     pub frames_sent: u64,
     pub keyframes_sent: u64,
@@ -389,6 +400,7 @@ impl Report {
                     "fps": (t.fps * 100.0).round() / 100.0,
                     "frames_sent": t.frames_sent,
                     "keyframes_sent": t.keyframes_sent,
+                    "keyframes_burst": t.keyframes_burst,
                     "bytes_sent": t.bytes_sent,
                     "packets_sent": t.packets_sent,
                     "pli": t.plis,
@@ -494,7 +506,7 @@ mod tests {
         s.output(&out(0, Codec::H264));
         s.published(OutputId(0), "TR_V");
         for i in 0..30 {
-            s.frame_sent(OutputId(0), 1000, i == 0, Duration::from_micros(50));
+            s.frame_sent(OutputId(0), 1000, i == 0, Duration::from_micros(50), i == 0);
             s.frame_out(Duration::from_micros(100 + i));
         }
         let r = s.report(t0 + Duration::from_secs(1));
@@ -502,6 +514,7 @@ mod tests {
         assert_eq!(t.bitrate_bps, 240_000);
         assert!((t.fps - 30.0).abs() < 0.01);
         assert_eq!(t.keyframes_sent, 1);
+        assert_eq!(t.keyframes_burst, 1);
         assert_eq!(r.latency.samples, 30);
         assert_eq!(r.latency.p50_us, 115);
         assert_eq!(r.latency.p99_us, 129);
@@ -514,6 +527,11 @@ mod tests {
         assert_eq!(r.tracks[0].bitrate_bps, 0);
         assert_eq!(r.latency.samples, 0);
         assert_eq!(r.to_json()["tracks"][0]["frames_sent"], 30);
+        assert_eq!(
+            r.to_json()["tracks"][0]["keyframes_burst"],
+            1,
+            "counted since the start"
+        );
     }
 
     #[test]

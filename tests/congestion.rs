@@ -174,6 +174,15 @@ fn adapts_down_and_back_up(name: &str, pipeline: &str) {
         eprintln!("{name}: publisher {}", s["tracks"][0]);
     }
     assert_plays(&report, 1, 24.0, &scene.log);
+    // A link held below the stream keeps the pacer: no keyframe went out at once.
+    let burst = video_tracks(&scene.stats)
+        .first()
+        .and_then(|t| t["keyframes_burst"].as_u64());
+    assert_eq!(
+        burst,
+        Some(0),
+        "keyframes sent at once over a link below the stream"
+    );
 
     scene
         .lab

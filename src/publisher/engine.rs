@@ -281,9 +281,14 @@ impl Engine {
             return;
         };
         let bytes = frame.data.len();
-        let written = publisher.send_frame(route, frame.data, frame.captured);
-        self.stats
-            .frame_sent(frame.output, bytes, frame.keyframe, written);
+        let sent = publisher.send_frame(route, frame.data, frame.captured);
+        self.stats.frame_sent(
+            frame.output,
+            bytes,
+            frame.keyframe,
+            sent.written,
+            sent.burst,
+        );
     }
 
     fn on_datagram(&mut self, d: Datagram) {

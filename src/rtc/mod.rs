@@ -110,6 +110,15 @@ pub enum PeerEvent {
     FrameOut(Duration),
 }
 
+/// What became of a frame given to [`Peer::send_frame`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    /// How long after the pipeline handed it over it was written.
+    pub written: Duration,
+    /// It went to the socket at once, not through the pacer.
+    pub burst: bool,
+}
+
 /// Video's RTP clock rate. A video frame's last packet has the marker bit; Opus (48 kHz) sends
 /// a frame a packet.
 const VIDEO_CLOCK_RATE: u32 = 90_000;
@@ -387,14 +396,17 @@ impl Peer {
     }
 
     /// Write one encoded frame as the session routed it (handed over by the pipeline at
-    /// `handed`); returns how long after `handed` it was written. The frame is packetized
+    /// `handed`); says how long after `handed` it was written, and whether it burst. The frame is packetized
     /// and sent at the peer's next timeout, which is due at once ([`Peer::poll_timeout`]):
     /// frames that arrive together (the branches of one pipeline, audio beside video) are all
     /// written first and then sent by one drain, each in its place in the pacer's queues,
     /// instead of each waiting for the packets of the ones before it to be sent.
-    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) -> Duration {
+    pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) -> Sent {
         let Some(freq) = Frequency::new(route.clock_rate) else {
-            return handed.elapsed();
+            return Sent {
+                written: handed.elapsed(),
+                burst: false,
+            };
         };
         let rid = route.rid.map(Rid::from);
         // Looked up before the write: str0m wants a full drain after each mutation, and the
@@ -406,7 +418,10 @@ impl Peer {
         // frames sent at once, and its first viewer's picture 1 s later).
         let burst = route.burst && !ssrc.is_some_and(|s| self.in_flight.waiting(s));
         let Some(mut writer) = self.rtc.writer(route.mid) else {
-            return handed.elapsed();
+            return Sent {
+                written: handed.elapsed(),
+                burst: false,
+            };
         };
         if let Some(rid) = rid {
             writer = writer.rid(rid);
@@ -427,7 +442,7 @@ impl Peer {
         } else {
             self.drain_rounds(0);
         }
-        written
+        Sent { written, burst }
     }
 
     /// Send what `mid` (`rid`) has queued, the frame just written included, at once (see
