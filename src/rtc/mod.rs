@@ -396,11 +396,13 @@ impl Peer {
     }
 
     /// Write one encoded frame as the session routed it (handed over by the pipeline at
-    /// `handed`); says how long after `handed` it was written, and whether it burst. The frame is packetized
-    /// and sent at the peer's next timeout, which is due at once ([`Peer::poll_timeout`]):
-    /// frames that arrive together (the branches of one pipeline, audio beside video) are all
-    /// written first and then sent by one drain, each in its place in the pacer's queues,
-    /// instead of each waiting for the packets of the ones before it to be sent.
+    /// `handed`); says how long after `handed` it was written, and whether it burst. The
+    /// frame is packetized and sent at the peer's next timeout, which is due at once
+    /// ([`Peer::poll_timeout`]): frames that arrive together (the branches of one pipeline,
+    /// audio beside video) are all written first and then sent by one drain, each in its place
+    /// in the pacer's queues, instead of each waiting for the packets of the ones before it to
+    /// be sent. A frame the session marked as a burst is sent at once, unless earlier frames
+    /// of its stream still wait in the pacer.
     pub fn send_frame(&mut self, route: &Route, data: Arc<[u8]>, handed: Instant) -> Sent {
         let Some(freq) = Frequency::new(route.clock_rate) else {
             return Sent {

@@ -58,7 +58,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// the estimate reached on loopback only after 20 s; at 100 ms it needs 36 Mbit/s.
 pub const BURST_TIME: Duration = Duration::from_millis(100);
 /// The most the estimator is asked to probe for so that keyframes can burst (bit/s): a 1080p
-/// keyframe of 450 kB needs 36 Mbit/s.
+/// keyframe of 450 kB needs 36 Mbit/s, asked for twice over (see [`BURST_MARGIN`]).
 pub const MAX_BURST_DESIRED: u64 = 100_000_000;
 /// How much of the largest keyframe an output remembers at each new one: the burst the
 /// estimator is asked to find room for follows the keyframes down slowly.
@@ -73,8 +73,9 @@ const BURST_MARGIN: f64 = 2.0;
 /// probes up to twice the desired rate, a 15 ms cluster at that rate, and periodically while
 /// the link is little used, so a desired rate far above the estimate would send bursts of
 /// padding the size of a keyframe into a link that may not hold them. In steps, a link with
-/// room doubles its estimate a probe at a time, and a smaller one sees probes of at most 4 × the estimate for 15 ms (60 ms of its time).
-/// (Loopback, 1080p: from 7 to 36 Mbit/s in about 5 s.)
+/// room doubles its estimate a probe at a time (loopback, 1080p: from 7 to 36 Mbit/s in about
+/// 5 s), and a smaller one sees probes of at most 4 × the estimate for 15 ms (60 ms of its
+/// time).
 const BURST_PROBE_STEP: f64 = 2.0;
 /// The room asked for bursts changes only when it moves by more than this share: str0m makes
 /// an allocation probe at every rise of the desired rate.
@@ -194,8 +195,8 @@ pub(crate) struct Congestion {
     pub(crate) keyframe_bits: BTreeMap<OutputId, u64>,
     /// The rate that bursts each output's largest recent keyframe (see [`burst_rate`]).
     burst_need: u64,
-    /// The room for bursts the estimator's bounds were last given: the need, in steps of
-    /// [`BURST_PROBE_STEP`] times the estimate, 0 without room.
+    /// The room for bursts the estimator's bounds were last given: [`BURST_MARGIN`] times the
+    /// need, in steps of [`BURST_PROBE_STEP`] times the estimate, 0 without room.
     burst_asked: u64,
     /// At the last allocation the estimate carried every output at its ceiling: frames may
     /// burst, and the estimator probes for the room to burst keyframes.
