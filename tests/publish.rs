@@ -57,6 +57,15 @@ fn sub_args(duration: u32, tracks: u32, frames: u32) -> Vec<String> {
     ]
 }
 
+/// The largest value of the first track's `field` over the statistics `reports` (0 if none).
+fn most(reports: &[serde_json::Value], field: &str) -> u64 {
+    reports
+        .iter()
+        .filter_map(|j| j["tracks"][0][field].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
 fn spawn_sub(server: &LiveKitServer, room: &str, args: &[String]) -> Subscriber {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     Subscriber::spawn(server, room, &a)
@@ -555,13 +564,7 @@ fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
     );
     let text = std::fs::read_to_string(&stats).unwrap_or_default();
     let reports = stats_lines(&stats);
-    let most = |field: &str| {
-        reports
-            .iter()
-            .filter_map(|j| j["tracks"][0][field].as_u64())
-            .max()
-            .unwrap_or(0)
-    };
+    let most = |field: &str| most(&reports, field);
     assert!(
         most("kept_frames_sent") >= 1,
         "no kept frames sent:\n{text}"
@@ -602,9 +605,9 @@ fn a_file_without_an_encoder_starts_its_first_viewer_on_the_kept_keyframe() {
 /// on loopback, which carries far more than the stream: once the estimator has found room,
 /// keyframes go to the socket at once instead of waiting in the pacer at 1.1 × the estimate,
 /// and the viewer decodes throughout. Measured: the first 7-8 s of keyframes are paced while
-/// the probes find the room, then every one bursts (7 of 15 in 15 s); 23 s leave margin. (The glass-to-glass effect is measured by
-/// `scripts/bench --scenarios latency`; a link held below the stream keeps the pacer, which
-/// `tests/congestion.rs` checks.)
+/// the probes find the room, then every one bursts (7 of 15 in 15 s); 23 s leave margin.
+/// (The glass-to-glass effect is measured by `scripts/bench --scenarios latency`; a link held
+/// below the stream keeps the pacer, which `tests/congestion.rs` checks.)
 #[test]
 fn keyframes_burst_on_a_link_with_room_and_the_viewer_decodes() {
     let _s = serial();
@@ -629,14 +632,10 @@ fn keyframes_burst_on_a_link_with_room_and_the_viewer_decodes() {
     stop_cleanly(&mut p, &log, Duration::from_secs(3));
     assert_video(&report, "video/H264", 640, 360, 300);
     let reports = stats_lines(&stats);
-    let last = |field: &str| {
-        reports
-            .iter()
-            .filter_map(|j| j["tracks"][0][field].as_u64())
-            .max()
-            .unwrap_or(0)
-    };
-    let (sent, burst) = (last("keyframes_sent"), last("keyframes_burst"));
+    let (sent, burst) = (
+        most(&reports, "keyframes_sent"),
+        most(&reports, "keyframes_burst"),
+    );
     eprintln!("keyframes: {sent} sent, {burst} of them at once");
     assert!(
         burst >= 3 && burst <= sent,

@@ -390,7 +390,7 @@ impl Session {
         let ceilings: u64 = demands.iter().map(|d| d.ceiling).sum::<u64>() + fixed;
         self.congestion.roomy = self.congestion.estimate.is_some() && usable >= ceilings;
         self.arm_probe();
-        self.set_limits(&demands, fixed, unmeasured);
+        self.set_limits(&demands, fixed, ceilings, unmeasured);
         self.warn_rigid(usable, &rigid);
     }
 
@@ -528,12 +528,12 @@ impl Session {
     /// its starting value) once, when it first has bounds, and never above twice the desired
     /// rate, so a desired rate without that output's would waste them (measured: an
     /// 8 Mbit/s file's estimate stayed at 1.7 Mbit/s for 4 s).
-    fn set_limits(&mut self, demands: &[Demand], fixed: u64, unmeasured: bool) {
+    /// `ceilings`: every output's ceiling and what `fixed` outputs send, summed (bit/s).
+    fn set_limits(&mut self, demands: &[Demand], fixed: u64, ceilings: u64, unmeasured: bool) {
         if !self.congestion.video_sent || unmeasured {
             return;
         }
         let floors: u64 = demands.iter().map(|d| d.floor).sum::<u64>() + fixed;
-        let ceilings: u64 = demands.iter().map(|d| d.ceiling).sum::<u64>() + fixed;
         // Room for the media, or, once the link carries that, to burst its keyframes: a link
         // that cannot carry the media is not probed further for bursts (measured: asking for
         // 10 Mbit/s over a 1.5 Mbit/s link, its probes lost packets and froze the picture).
