@@ -290,16 +290,18 @@ fn gst_launch_h264_and_opus_through_the_element_are_decoded() {
             "--duration",
             "25",
             "--wait-tracks",
-            "2",
+            "3",
             "--exit-after-frames",
             "90",
         ],
     );
-    // Pad properties through the element's child proxy: `video_0::track-name=…`.
+    // Pad properties through the element's child proxy: `video_0::track-name=…`. The second
+    // audio pad's encoder uses DTX: its track is announced with it, the first's without.
     let description = format!(
         "livekitpublishsink name=lk url={} token={token} video_0::track-name=launch-cam \
          videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! x264enc tune=zerolatency key-int-max=60 ! lk.video_0 \
-         audiotestsrc is-live=true ! opusenc ! lk.audio_0",
+         audiotestsrc is-live=true ! opusenc ! lk.audio_0 \
+         audiotestsrc is-live=true freq=660 ! opusenc dtx=true ! lk.audio_1",
         server.url()
     );
     let mut p = gst_launch(&description, &log);
@@ -345,6 +347,20 @@ fn gst_launch_h264_and_opus_through_the_element_are_decoded() {
     );
     assert!(audio.audio_seconds >= 1.0, "{}", report.pretty());
     assert_eq!(audio.source, "microphone", "{}", report.pretty());
+    assert!(
+        audio.audio_features.iter().any(|f| f == "no_dtx"),
+        "opusenc without dtx is announced without DTX: {:?}",
+        audio.audio_features
+    );
+    let dtx = report
+        .track_named("audio_1")
+        .unwrap_or_else(|| panic!("no track named audio_1:\n{}", report.pretty()));
+    assert!(dtx.audio_seconds >= 1.0, "{}", report.pretty());
+    assert!(
+        !dtx.audio_features.iter().any(|f| f == "no_dtx"),
+        "opusenc dtx=true is announced with DTX: {:?}",
+        dtx.audio_features
+    );
 
     // The bus: joined, both tracks published, statistics with frames sent.
     let text = std::fs::read_to_string(&log).unwrap_or_default();

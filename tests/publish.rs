@@ -206,6 +206,8 @@ fn a_bare_av1enc_is_switched_to_real_time_and_decodes() {
     one_codec("av1bare", "av1enc", "video/AV1");
 }
 
+/// The audio output's encoder uses DTX: its track is announced with it (the file test below
+/// has one without).
 #[test]
 fn two_video_outputs_and_one_audio_output_are_three_tracks() {
     let _s = serial();
@@ -214,7 +216,7 @@ fn two_video_outputs_and_one_audio_output_are_three_tracks() {
     let sub = spawn_sub(&server, &room, &sub_args(25, 3, 60));
     let pipeline = "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! x264enc tune=zerolatency name=cam \
                     videotestsrc is-live=true pattern=ball ! video/x-raw,width=480,height=270 ! vp8enc deadline=1 name=screen \
-                    audiotestsrc is-live=true ! opusenc name=mic";
+                    audiotestsrc is-live=true ! opusenc dtx=true name=mic";
     let mut p = spawn_publisher(
         &server,
         Auth::Token(&token(&server, &room, "three", false)),
@@ -247,6 +249,11 @@ fn two_video_outputs_and_one_audio_output_are_three_tracks() {
         .track_named("mic")
         .unwrap_or_else(|| panic!("{}", report.pretty()));
     assert!(mic.audio_seconds >= 1.0, "{}", report.pretty());
+    assert!(
+        !mic.audio_features.iter().any(|f| f == "no_dtx"),
+        "opusenc dtx=true is announced with DTX: {:?}",
+        mic.audio_features
+    );
 }
 
 #[test]
@@ -459,6 +466,11 @@ fn go_readme_file_example_verbatim_decodes_vp9_and_opus() {
         audio.first().is_some_and(|a| a.audio_seconds >= 2.0),
         "{}",
         report.pretty()
+    );
+    assert!(
+        audio[0].audio_features.iter().any(|f| f == "no_dtx"),
+        "opusenc without dtx is announced without DTX: {:?}",
+        audio[0].audio_features
     );
 }
 

@@ -194,26 +194,11 @@ impl Shared {
         else {
             return;
         };
-        let mut format = caps::stream_format(caps, codec);
         let encoder = sink_pad
             .and_then(|p| p.upgrade())
             .and_then(|p| p.peer())
             .and_then(|peer| super::browser::encoder_of(&peer));
-        format.keyframes_on_request = encoder.is_some();
-        if let Some(e) = &encoder {
-            format.encoder_bitrate = super::encoders::read_bitrate(e);
-            format.adaptable = codec != Codec::Opus
-                && e.factory()
-                    .is_some_and(|f| super::encoders::bitrate_property(&f.name()).is_some());
-        }
-        if codec == Codec::Opus {
-            format.opus_dtx = encoder
-                .filter(|e| {
-                    e.find_property("dtx")
-                        .is_some_and(|p| p.value_type() == bool::static_type())
-                })
-                .map(|e| e.property::<bool>("dtx"));
-        }
+        let mut format = super::streams::stream_format(caps, codec, encoder.as_ref());
         let short = caps::short_caps(caps, Some(codec));
         let event = self.slot(id, |slot| {
             slot.output.caps = short;

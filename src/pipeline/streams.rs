@@ -19,15 +19,33 @@ pub fn track_format(
     let Verdict::Publishable(codec) = caps::classify(caps) else {
         return None;
     };
+    Some((codec, stream_format(caps, codec, encoder)))
+}
+
+/// What `caps` of `codec` and the `encoder` behind them (if any) make of a stream, for every
+/// front-end: asking for keyframes, the encoder's bitrate (the user's ceiling), whether it
+/// adapts to the link, Opus's DTX.
+pub(crate) fn stream_format(
+    caps: &gst::CapsRef,
+    codec: Codec,
+    encoder: Option<&gst::Element>,
+) -> StreamFormat {
     let mut format = caps::stream_format(caps, codec);
-    if let Some(e) = encoder {
-        format.keyframes_on_request = true;
-        format.encoder_bitrate = encoders::read_bitrate(e);
-        format.adaptable = codec != Codec::Opus
-            && e.factory()
-                .is_some_and(|f| encoders::bitrate_property(&f.name()).is_some());
+    let Some(e) = encoder else {
+        return format;
+    };
+    format.keyframes_on_request = true;
+    format.encoder_bitrate = encoders::read_bitrate(e);
+    format.adaptable = codec != Codec::Opus
+        && e.factory()
+            .is_some_and(|f| encoders::bitrate_property(&f.name()).is_some());
+    if codec == Codec::Opus {
+        format.opus_dtx = e
+            .find_property("dtx")
+            .filter(|p| p.value_type() == bool::static_type())
+            .map(|_| e.property::<bool>("dtx"));
     }
-    Some((codec, format))
+    format
 }
 
 /// The encoder that produces the stream of `pad` (a source pad), walking upstream through

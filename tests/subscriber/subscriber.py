@@ -156,6 +156,8 @@ class TrackStats:
         self.name = ""
         self.source = ""
         self.simulcasted = False
+        # the publication's audio features as the server announces them ("no_dtx", "stereo")
+        self.audio_features: list[str] = []
         self.published_seconds: float | None = None
         self.unpublished_seconds: float | None = None
         self.subscribed_seconds: float | None = None
@@ -216,6 +218,7 @@ class TrackStats:
             "name": self.name,
             "source": self.source,
             "simulcasted": self.simulcasted,
+            "audio_features": self.audio_features,
             "published": self.published,
             "subscribed": self.subscribed,
             "subscriptions": self.subscriptions,
@@ -321,6 +324,9 @@ class Subscriber:
             st.name = pub.name or st.name
             st.source = enum_name(rtc.TrackSource, pub.source, "SOURCE_")
             st.simulcasted = bool(pub.simulcasted)
+            from livekit.rtc._proto import track_pb2
+            st.audio_features = [enum_name(track_pb2.AudioTrackFeature, f, "TF_")
+                                 for f in pub.audio_features]
         except Exception as e:  # noqa: BLE001
             log.warning("could not read publication info: %s", e)
 

@@ -364,6 +364,8 @@ pub struct TrackReport {
     /// "camera", "microphone", "screenshare", "screenshare_audio", "unknown"
     pub source: String,
     pub simulcasted: bool,
+    /// The publication's audio features as the server announces them: "no_dtx", "stereo".
+    pub audio_features: Vec<String>,
     /// Still published / subscribed when the subscriber ended.
     pub published: bool,
     pub subscribed: bool,
