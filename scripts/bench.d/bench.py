@@ -835,7 +835,12 @@ class Publisher:
         self.log_path = log_path
         self.t_spawn = time.time()
         self.t_spawn_mono = time.monotonic()
-        self.proc = spawn(argv, stdout=self.logf, stderr=subprocess.STDOUT)
+        env = child_env()
+        # BENCH_RS_LOG: a tracing filter for our publisher alone (e.g. "info,str0m::bwe=debug"),
+        # to see what the estimator did in a run; the figures are not comparable then
+        if tool == "rs" and os.environ.get("BENCH_RS_LOG"):
+            env["GST_PUBLISHER_LOG"] = os.environ["BENCH_RS_LOG"]
+        self.proc = spawn(argv, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         self.sampler = ProcSampler(self.proc.pid)
         self.sampler.sample()
         self.exit_code: int | None = None

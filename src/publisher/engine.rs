@@ -381,6 +381,7 @@ impl Engine {
                             sent: self.stats.recent_rates(),
                         }
                     }
+                    PeerEvent::Capacity(bps) => Input::LinkCapacity(bps),
                     PeerEvent::Path(path, remote) => {
                         tracing::info!("{} media path: {path} to {remote}", pc_name(pc));
                         self.stats.path(pc_name(pc), path.to_string());

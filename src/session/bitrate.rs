@@ -80,6 +80,18 @@ const BURST_PROBE_STEP: f64 = 2.0;
 /// The room asked for bursts changes only when it moves by more than this share: str0m makes
 /// an allocation probe at every rise of the desired rate.
 const BURST_ASK_CHANGE: f64 = 0.25;
+/// For this long after the first video frame of a connection goes out, the estimator is asked
+/// for the whole room that bursts the keyframes at once, not in [`BURST_PROBE_STEP`]s, and
+/// whether or not the link carries the media yet. str0m then starts as libwebrtc does: probes
+/// at 3 and 6 times its starting value, then at twice its estimate again after each probe that
+/// found room, up to twice the desired rate. On a link with room that chain finds it within a
+/// second; in steps, each waited for the estimate str0m reports, a 3 s average of its own
+/// (measured on loopback, 720p: 3.9 Mbit/s for the first 3 s, 20 Mbit/s only after 7 s, the
+/// keyframes of the first 6 s paced, 115 ms late, and the viewer's jitter buffer kept the
+/// delay for 20 s). A probe that finds no room ends the chain, so a small link sees only the
+/// two initial probes of 15 ms, which str0m sends at any desired rate above 3 Mbit/s; and the
+/// periodic probes at twice the desired rate come only 5 s after the last probe, after this.
+pub const START_RAMP: Duration = Duration::from_secs(3);
 
 /// Whether a video frame of `bits` may burst (see [`BURST_TIME`]) on an estimate of
 /// `estimate` bit/s.
@@ -161,8 +173,11 @@ fn overshoot(previous: f64, sent: u64, target: u64) -> f64 {
 /// The state of congestion control.
 #[derive(Debug, Default)]
 pub(crate) struct Congestion {
-    /// The latest estimate (bit/s).
+    /// The latest estimate (bit/s), str0m's average over 3 s: the encoders' targets follow it.
     pub(crate) estimate: Option<u64>,
+    /// str0m's estimator's latest value (bit/s), what its pacer sends at: whether frames may
+    /// burst follows it, as does the room asked for bursts.
+    pub(crate) capacity: Option<u64>,
     /// The target each adaptable video output was last given.
     pub(crate) targets: BTreeMap<OutputId, u64>,
     /// Outputs that cannot adapt and were reported as too much for the link.
@@ -201,6 +216,9 @@ pub(crate) struct Congestion {
     /// At the last allocation the estimate carried every output at its ceiling: frames may
     /// burst, and the estimator probes for the room to burst keyframes.
     roomy: bool,
+    /// Within [`START_RAMP`] of the connection's first video frame: the room for bursts is
+    /// asked for whole (see [`Timer::StartRamp`]).
+    pub(crate) ramping: bool,
 }
 
 /// Media time an output that cannot adapt must have sent before its rate counts.
@@ -277,7 +295,18 @@ impl Session {
                 burst_rate(self.congestion.keyframe_bits.values().copied());
             self.reallocate();
         }
-        self.congestion.roomy && bursts(bits, self.congestion.estimate)
+        self.congestion.roomy && bursts(bits, self.link())
+    }
+
+    /// The publisher connection's estimator's latest value.
+    pub(super) fn on_capacity(&mut self, bps: u64) {
+        self.congestion.capacity = Some(bps);
+        self.reallocate();
+    }
+
+    /// What the estimator holds the link to carry now: its latest value, else the average.
+    fn link(&self) -> Option<u64> {
+        self.congestion.capacity.or(self.congestion.estimate)
     }
 
     /// A new estimate from the publisher connection.
@@ -388,7 +417,9 @@ impl Session {
         }
         // The link carries every output at its ceiling: there is room to burst.
         let ceilings: u64 = demands.iter().map(|d| d.ceiling).sum::<u64>() + fixed;
-        self.congestion.roomy = self.congestion.estimate.is_some() && usable >= ceilings;
+        self.congestion.roomy = self
+            .link()
+            .is_some_and(|l| (l as f64 * USABLE) as u64 >= ceilings);
         self.arm_probe();
         self.set_limits(&demands, fixed, ceilings, unmeasured);
         self.warn_rigid(usable, &rigid);
@@ -448,6 +479,13 @@ impl Session {
             self.timers.stop(Timer::Probe);
             self.congestion.nudge = 0;
         }
+    }
+
+    /// [`Timer::StartRamp`]: the start is over; the room for bursts is asked for in steps from
+    /// now on, and only while the link carries the media.
+    pub(super) fn start_ramp_over(&mut self) {
+        self.congestion.ramping = false;
+        self.reallocate();
     }
 
     /// [`Timer::Probe`]: something has waited for room: nudge the desired rate up, so the
@@ -537,10 +575,12 @@ impl Session {
         // Room for the media, or, once the link carries that, to burst its keyframes: a link
         // that cannot carry the media is not probed further for bursts (measured: asking for
         // 10 Mbit/s over a 1.5 Mbit/s link, its probes lost packets and froze the picture).
-        let ask = match (self.congestion.roomy, self.congestion.estimate) {
-            (true, Some(e)) => ((self.congestion.burst_need as f64 * BURST_MARGIN) as u64)
-                .min((e as f64 * BURST_PROBE_STEP) as u64)
-                .min(MAX_BURST_DESIRED),
+        // At the start, all of it at once (see [`START_RAMP`]).
+        let need =
+            ((self.congestion.burst_need as f64 * BURST_MARGIN) as u64).min(MAX_BURST_DESIRED);
+        let ask = match (self.congestion.ramping, self.congestion.roomy, self.link()) {
+            (true, _, _) => need,
+            (false, true, Some(e)) => need.min((e as f64 * BURST_PROBE_STEP) as u64),
             _ => 0,
         };
         let was = self.congestion.burst_asked as f64;

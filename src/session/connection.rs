@@ -355,7 +355,9 @@ impl Session {
         // starts over too.
         self.pubs.start_over();
         self.congestion.estimate = None;
+        self.congestion.capacity = None;
         self.congestion.video_sent = false;
+        self.congestion.ramping = false;
         self.congestion_limits = None;
         self.signalling_start_over();
         self.timers.retain(|_| false);

@@ -281,6 +281,9 @@ impl Session {
     pub(super) fn video_goes_out(&mut self) {
         if !self.congestion.video_sent {
             self.congestion.video_sent = true;
+            self.congestion.ramping = true;
+            self.timers
+                .set(Timer::StartRamp, self.now + super::bitrate::START_RAMP);
             self.reallocate();
         }
     }

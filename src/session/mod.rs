@@ -289,6 +289,9 @@ pub enum Input {
         bps: u64,
         sent: Vec<(OutputId, u64)>,
     },
+    /// The publisher connection's estimator's latest value (bit/s), which `BandwidthEstimate`
+    /// averages over seconds: it decides whether a keyframe may burst.
+    LinkCapacity(u64),
     /// A local candidate found after the SDP was made (a relay allocation).
     LocalCandidate { pc: Pc, candidate: String },
     /// The remote asked for a keyframe on this publisher mid (PLI/FIR), on one simulcast
@@ -467,6 +470,7 @@ impl Session {
             }
             Input::LocalCandidate { pc, candidate } => self.on_local_candidate(pc, candidate),
             Input::BandwidthEstimate { bps, sent } => self.on_estimate(bps, sent),
+            Input::LinkCapacity(bps) => self.on_capacity(bps),
             Input::KeyframeRequest { mid, rid } => self.on_keyframe_request(mid, rid.as_deref()),
             Input::Pipeline(ev) => self.on_pipeline(ev),
             Input::Stop => self.leave(Ok(())),
@@ -509,6 +513,7 @@ impl Session {
                 Timer::PipelineRestart => self.restart_pipeline(),
                 Timer::OutputsBack => self.outputs_back_deadline(),
                 Timer::Probe => self.probe_for_room(),
+                Timer::StartRamp => self.start_ramp_over(),
                 Timer::RigidOver(id) => self.warn_rigid_over(id),
             }
         }

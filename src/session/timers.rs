@@ -40,6 +40,9 @@ pub(crate) enum Timer {
     /// Something waits for room (an output below its ceiling, a simulcast layer some viewer
     /// wants): ask the estimator to probe the link.
     Probe,
+    /// The start of a connection's probing is over (see
+    /// [`START_RAMP`](super::bitrate::START_RAMP)).
+    StartRamp,
     /// This output that cannot adapt has sent more than the link holds for
     /// [`RIGID_WARN_AFTER`](super::bitrate::RIGID_WARN_AFTER): say so.
     RigidOver(OutputId),

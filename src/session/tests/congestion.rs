@@ -10,6 +10,12 @@ fn live_4m(h: &mut Harness) {
     h.keyframe_out(0);
 }
 
+/// The start of the connection's probing is over (see `START_RAMP`).
+fn past_start(h: &mut Harness) {
+    h.at(crate::session::bitrate::START_RAMP.as_millis() as u64);
+    h.feed(Input::Timeout);
+}
+
 /// One live H.264 output from an encoder set to 4 Mbit/s, no frame sent yet.
 fn live_4m_unsent(h: &mut Harness) {
     live_outputs(h, vec![encoder(0, 4_000_000)]);
@@ -314,6 +320,7 @@ fn the_estimator_probes_for_room_to_burst_the_keyframes_in_steps_of_twice_the_es
     // (it probes up to twice its desired rate), at most 100 Mbit/s.
     let mut h = Harness::new();
     live_4m(&mut h);
+    past_start(&mut h);
     let media = 4_705_882; // 4M / 0.85
     h.feed(Input::BandwidthEstimate {
         bps: 5_000_000,
@@ -361,6 +368,67 @@ fn the_estimator_probes_for_room_to_burst_the_keyframes_in_steps_of_twice_the_es
 }
 
 #[test]
+fn at_the_start_the_estimator_is_asked_for_the_whole_room_to_burst_the_keyframes() {
+    // For the first 3 s of a connection's video, str0m's own start (probes at 3 and 6 times
+    // its starting value, then twice its estimate after each that found room) may run up to
+    // the room that bursts the keyframes, whatever the estimate says yet.
+    let mut h = Harness::new();
+    live_4m_unsent(&mut h);
+    let media = 4_705_882; // 4M / 0.85
+    let limits = |h: &Harness| h.s.congestion_limits.expect("the estimator has bounds").1;
+    // The first frame is a 100 kB keyframe: 8 Mbit/s bursts it in 100 ms, asked twice over.
+    let now = h.at(1);
+    let routed =
+        h.s.route_frame(now, OutputId(0), Duration::from_millis(10), true, 100_000)
+            .route;
+    assert!(routed.is_some());
+    let a: Vec<Action> = std::iter::from_fn(|| h.s.poll_action()).collect();
+    assert_eq!(desired(&a), Some(16_000_000), "{a:?}");
+    // A low estimate does not take it back within the start.
+    h.feed(Input::BandwidthEstimate {
+        bps: 1_000_000,
+        sent: vec![],
+    });
+    assert_eq!(limits(&h), 16_000_000);
+    h.at(2_900);
+    h.feed(Input::Timeout);
+    assert_eq!(limits(&h), 16_000_000, "still the start");
+    // After it, a link that does not carry the media is not probed for bursts...
+    h.at(200);
+    let a = h.feed(Input::Timeout);
+    assert_eq!(desired(&a), Some(media), "{a:?}");
+    // ...and one that does is asked in steps of twice its estimate.
+    h.feed(Input::BandwidthEstimate {
+        bps: 6_000_000,
+        sent: vec![],
+    });
+    assert_eq!(limits(&h), 12_000_000);
+}
+
+#[test]
+fn a_new_connection_starts_its_estimator_with_the_whole_room_again() {
+    let mut h = Harness::new();
+    live_4m(&mut h);
+    let now = h.at(1);
+    h.s.route_frame(now, OutputId(0), Duration::from_millis(20), true, 100_000);
+    past_start(&mut h);
+    assert!(!h.s.congestion.ramping);
+    // The media path is lost: a new connection, a new estimator.
+    h.feed(Input::IceDisconnected(Pc::Publisher));
+    let a = h.feed(Input::SignalClosed("reset".into()));
+    assert!(a.contains(&Action::Disconnect), "{a:?}");
+    assert!(!h.s.congestion.ramping && !h.s.congestion.video_sent);
+    // Its first video frame starts the ramp again, with the keyframes it remembers.
+    h.s.video_goes_out();
+    assert!(h.s.congestion.ramping);
+    assert_eq!(
+        h.s.congestion_limits.map(|l| l.1),
+        Some(16_000_000),
+        "the whole room again"
+    );
+}
+
+#[test]
 fn the_room_asked_for_bursts_is_capped() {
     use crate::session::bitrate::{burst_rate, MAX_BURST_DESIRED};
     assert_eq!(
@@ -377,6 +445,7 @@ fn the_room_asked_for_bursts_is_capped() {
 fn a_link_below_the_media_keeps_the_pacer_and_is_not_probed_for_bursts() {
     let mut h = Harness::new();
     live_4m(&mut h);
+    past_start(&mut h);
     let media = 4_705_882; // 4M / 0.85
     h.feed(Input::BandwidthEstimate {
         bps: 3_000_000,
