@@ -353,7 +353,7 @@ pub struct TrackReport {
 }
 
 /// One interval's figures.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     /// Since the publisher started.
     pub elapsed: Duration,

@@ -59,11 +59,11 @@ pub(super) struct Engine {
     names: HashMap<OutputId, String>,
     /// Frames kept for a track's first viewer, as the session says (see `session::Keep`).
     kept: HashMap<OutputId, Vec<Frame>>,
-    events: mpsc::Sender<Event>,
+    events: super::events::EventSender,
 }
 
 impl Engine {
-    pub(super) fn new(options: Options, events: mpsc::Sender<Event>) -> Result<Engine> {
+    pub(super) fn new(options: Options, events: super::events::EventSender) -> Result<Engine> {
         let tls = options.tls()?;
         crate::rtc::warm_up();
         let start = Instant::now();
@@ -192,10 +192,9 @@ impl Engine {
     }
 
     fn emit(&self, event: Event) {
-        // A reader that does not keep up loses events rather than stalling the media.
-        if self.events.try_send(event).is_err() {
-            tracing::trace!("an event was dropped (nobody reads them, or not fast enough)");
-        }
+        // Never waits: a slow reader gets every event that matters later, and the latest
+        // statistics (see `events`).
+        self.events.send(event);
     }
 
     fn on_command(&mut self, cmd: Command) {

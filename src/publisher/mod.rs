@@ -34,6 +34,7 @@
 
 mod credentials;
 mod engine;
+mod events;
 mod server_url;
 
 use std::path::PathBuf;
@@ -63,8 +64,6 @@ pub fn warm_up() {
 
 /// How many frames may wait for the publisher's task before [`LocalTrack::write`] refuses one.
 const FRAME_QUEUE: usize = 256;
-/// How many events may wait unread before new ones are dropped.
-const EVENT_QUEUE: usize = 1024;
 
 /// Where and how to connect, and the policies of the session.
 #[derive(Debug, Clone)]
@@ -355,7 +354,7 @@ enum Command {
 pub struct Publisher {
     commands: mpsc::UnboundedSender<Command>,
     frames: mpsc::Sender<Frame>,
-    events: mpsc::Receiver<Event>,
+    events: events::EventReceiver,
     task: tokio::task::JoinHandle<Result<()>>,
     next_id: AtomicU32,
 }
@@ -368,7 +367,7 @@ impl Publisher {
     pub fn start(options: Options) -> Result<Publisher> {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (frames, frame_rx) = mpsc::channel(FRAME_QUEUE);
-        let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (event_tx, events) = events::channel();
         let engine = engine::Engine::new(options, event_tx)?;
         let task = tokio::spawn(engine.run(command_rx, frame_rx));
         Ok(Publisher {
@@ -427,14 +426,17 @@ impl Publisher {
         self.media(PipelineEvent::Error(why.into()))
     }
 
-    /// The next event; `None` once the publisher has ended.
+    /// The next event; `None` once the publisher has ended. Nothing is dropped for a reader
+    /// that falls behind but statistics: while one interval's are unread, the next are
+    /// skipped. Read them (a task looping on this): keyframe requests and target bitrates
+    /// wait here until read.
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
     }
 
     /// An event if one is waiting.
     pub fn try_event(&mut self) -> Option<Event> {
-        self.events.try_recv().ok()
+        self.events.try_recv()
     }
 
     /// Asks the publisher to leave the room; [`wait`](Self::wait) for the end.
