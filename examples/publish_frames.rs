@@ -19,7 +19,7 @@ use gst::prelude::*;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use gstreamer_publisher::{
-    Codec, Credentials, EncodedFrame, Event, LocalTrack, Options, Publisher, Source, TrackSpec,
+    Codec, CredentialParts, EncodedFrame, Event, LocalTrack, Options, Publisher, Source, TrackSpec,
 };
 
 const WIDTH: usize = 640;
@@ -214,23 +214,15 @@ fn options_from_env() -> Result<Options, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let url = var("LIVEKIT_URL").unwrap_or_else(|| "ws://127.0.0.1:7880".into());
     let urls = vec![gstreamer_publisher::normalise_url(&url).map_err(|e| e.to_string())?];
-    let credentials = match (
-        var("LIVEKIT_TOKEN"),
-        var("LIVEKIT_API_KEY"),
-        var("LIVEKIT_API_SECRET"),
-    ) {
-        (Some(token), _, _) => Credentials::Token(token),
-        (None, Some(api_key), Some(api_secret)) => Credentials::Mint {
-            api_key,
-            api_secret,
-            room: var("LIVEKIT_ROOM").ok_or("LIVEKIT_ROOM is needed to mint a token")?,
-            identity: var("LIVEKIT_IDENTITY").unwrap_or_else(|| "publish-frames".into()),
-        },
-        _ => {
-            return Err(
-                "set LIVEKIT_TOKEN, or LIVEKIT_API_KEY, LIVEKIT_API_SECRET and LIVEKIT_ROOM".into(),
-            )
-        }
+    let defaults = CredentialParts {
+        identity: Some("publish-frames".into()),
+        ..Default::default()
     };
+    let credentials = CredentialParts::from_env()
+        .or(defaults)
+        .credentials()
+        .map_err(|_| {
+            "set LIVEKIT_TOKEN, or LIVEKIT_API_KEY, LIVEKIT_API_SECRET and LIVEKIT_ROOM"
+        })?;
     Ok(Options::with_credentials(urls, credentials))
 }

@@ -35,7 +35,7 @@ mod stats;
 mod tls;
 
 pub use publisher::{
-    normalise_url, warm_up, Codec, ConnectionState, Credentials, EncodedFrame, Event, LocalTrack,
-    MediaKind, Options, Publisher, Report, Source, StreamFormat, TrackId, TrackSettings, TrackSpec,
-    WriteError,
+    normalise_url, warm_up, Codec, ConnectionState, CredentialParts, Credentials, EncodedFrame,
+    Event, LocalTrack, MediaKind, MissingCredential, Options, Publisher, Report, Source,
+    StreamFormat, TrackId, TrackSettings, TrackSpec, WriteError,
 };

@@ -1,8 +1,9 @@
-//! Which credentials the flags and the environment ask for.
+//! Which credentials the flags and the environment ask for (clap reads the environment into
+//! the flags; the library's `CredentialParts` decides).
 
 use clap::ArgMatches;
 use gstreamer_publisher::error::{Error, Result};
-use gstreamer_publisher::Credentials;
+use gstreamer_publisher::{CredentialParts, Credentials, MissingCredential};
 
 use super::{typed, Args, DEFAULT_IDENTITY, DEV_API_KEY, DEV_API_SECRET, DEV_ROOM};
 
@@ -23,49 +24,38 @@ pub(super) fn credentials(args: &Args, matches: &ArgMatches) -> Result<Option<Cr
             "give either --token or --api-key/--api-secret, not both".into(),
         ));
     }
-    if let Some(t) = token {
-        // A token from the command line, or from LIVEKIT_TOKEN when no key was typed.
-        if !(typed(matches, "api_key") || typed(matches, "api_secret")) {
-            return Ok(Some(Credentials::Token(t)));
+    // A key or secret typed on the command line beats a token from the environment.
+    let token = token.filter(|_| !(typed(matches, "api_key") || typed(matches, "api_secret")));
+    let (api_key, api_secret) = match (key, secret) {
+        (None, None) if args.dev => (
+            Some(DEV_API_KEY.to_string()),
+            Some(DEV_API_SECRET.to_string()),
+        ),
+        given => given,
+    };
+    let parts = CredentialParts {
+        token,
+        api_key,
+        api_secret,
+        room: non_empty(&args.room).or_else(|| args.dev.then(|| DEV_ROOM.to_string())),
+        identity: Some(non_empty(&args.identity).unwrap_or_else(|| DEFAULT_IDENTITY.to_string())),
+    };
+    match parts.credentials() {
+        Ok(c) => Ok(Some(c)),
+        Err(MissingCredential::Everything) if args.room.is_some() && typed(matches, "room") => {
+            Err(Error::Usage(
+                "--room needs --api-key and --api-secret to mint a token (a --token carries its own room)".into(),
+            ))
         }
+        Err(MissingCredential::Everything) => Ok(None),
+        Err(MissingCredential::ApiSecret) => Err(Error::Usage(
+            "--api-key needs --api-secret (or LIVEKIT_API_SECRET) to mint a token".into(),
+        )),
+        Err(MissingCredential::ApiKey) => Err(Error::Usage(
+            "--api-secret needs --api-key (or LIVEKIT_API_KEY) to mint a token".into(),
+        )),
+        Err(MissingCredential::Room | MissingCredential::Identity) => Err(Error::Usage(
+            "--room is required with --api-key/--api-secret".into(),
+        )),
     }
-
-    let (key, secret) = match (key, secret, args.dev) {
-        (Some(k), Some(s), _) => (k, s),
-        (None, None, true) => (DEV_API_KEY.to_string(), DEV_API_SECRET.to_string()),
-        (Some(_), None, _) => {
-            return Err(Error::Usage(
-                "--api-key needs --api-secret (or LIVEKIT_API_SECRET) to mint a token".into(),
-            ))
-        }
-        (None, Some(_), _) => {
-            return Err(Error::Usage(
-                "--api-secret needs --api-key (or LIVEKIT_API_KEY) to mint a token".into(),
-            ))
-        }
-        (None, None, false) => {
-            if args.room.is_some() && typed(matches, "room") {
-                return Err(Error::Usage(
-                    "--room needs --api-key and --api-secret to mint a token (a --token carries its own room)".into(),
-                ));
-            }
-            return Ok(None);
-        }
-    };
-    let room = match non_empty(&args.room) {
-        Some(r) => r,
-        None if args.dev => DEV_ROOM.to_string(),
-        None => {
-            return Err(Error::Usage(
-                "--room is required with --api-key/--api-secret".into(),
-            ))
-        }
-    };
-    let identity = non_empty(&args.identity).unwrap_or_else(|| DEFAULT_IDENTITY.to_string());
-    Ok(Some(Credentials::Mint {
-        api_key: key,
-        api_secret: secret,
-        room,
-        identity,
-    }))
 }

@@ -51,7 +51,7 @@ pub use crate::media::{
 use crate::media::{Frame, Output, PipelineEvent};
 pub use crate::session::ConnectionState;
 pub use crate::stats::Report;
-pub use credentials::Credentials;
+pub use credentials::{CredentialParts, Credentials, MissingCredential};
 pub use server_url::normalise_url;
 
 /// Starts the crypto library's one-time set-up (about 30 ms of CPU, for its entropy source) on

@@ -8,7 +8,7 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_publisher::error::Error;
 use gstreamer_publisher::redact::Redactor;
-use gstreamer_publisher::{normalise_url, Credentials, Options};
+use gstreamer_publisher::{normalise_url, CredentialParts, MissingCredential, Options};
 
 const DEFAULT_CONNECT_TIMEOUT: u32 = 10;
 const DEFAULT_RECONNECT_TIMEOUT: u32 = 60;
@@ -52,9 +52,9 @@ fn env(name: &str) -> Option<String> {
 
 impl Settings {
     /// The publisher's options, and a redactor for this element's secrets. A property wins
-    /// over the environment; credentials come from the properties when any of `token`,
-    /// `api-key`, `api-secret` is set, from `LIVEKIT_TOKEN` / `LIVEKIT_API_KEY` +
-    /// `LIVEKIT_API_SECRET` otherwise.
+    /// over the environment; the token, key and secret come from the properties when any of
+    /// `token`, `api-key`, `api-secret` is set, from `LIVEKIT_TOKEN` / `LIVEKIT_API_KEY` +
+    /// `LIVEKIT_API_SECRET` otherwise (see `CredentialParts::or`).
     pub(super) fn options(&self) -> Result<(Options, Redactor), Error> {
         let url = self
             .url
@@ -68,43 +68,23 @@ impl Settings {
             .filter(|u| !u.trim().is_empty())
             .map(|u| normalise_url(u.trim()))
             .collect::<Result<Vec<_>, _>>()?;
-        let from_properties =
-            self.token.is_some() || self.api_key.is_some() || self.api_secret.is_some();
-        let (token, api_key, api_secret) = if from_properties {
-            (
-                self.token.clone(),
-                self.api_key.clone(),
-                self.api_secret.clone(),
-            )
-        } else {
-            (
-                env("LIVEKIT_TOKEN"),
-                env("LIVEKIT_API_KEY"),
-                env("LIVEKIT_API_SECRET"),
-            )
-        };
-        let redactor = Redactor::new(token.iter().chain(api_secret.iter()).cloned());
-        let credentials = match (token, api_key, api_secret) {
-            (Some(token), _, _) => Credentials::Token(token),
-            (None, Some(api_key), Some(api_secret)) => {
-                let (Some(room), Some(identity)) = (self.room.clone(), self.identity.clone()) else {
-                    return Err(Error::Usage(
-                        "api-key and api-secret need room and identity to mint a token".into(),
-                    ));
-                };
-                Credentials::Mint {
-                    api_key,
-                    api_secret,
-                    room,
-                    identity,
-                }
-            }
-            _ => {
-                return Err(Error::Usage(
-                    "no credentials: set token, or api-key, api-secret, room and identity (or LIVEKIT_TOKEN, or LIVEKIT_API_KEY and LIVEKIT_API_SECRET)".into(),
-                ))
-            }
-        };
+        let parts = CredentialParts {
+            token: self.token.clone(),
+            api_key: self.api_key.clone(),
+            api_secret: self.api_secret.clone(),
+            room: self.room.clone(),
+            identity: self.identity.clone(),
+        }
+        .or(CredentialParts::from_env());
+        let redactor = Redactor::new(parts.token.iter().chain(&parts.api_secret).cloned());
+        let credentials = parts.credentials().map_err(|missing| {
+            Error::Usage(match missing {
+                MissingCredential::Everything => "no credentials: set token, or api-key, api-secret, room and identity (or LIVEKIT_TOKEN, or LIVEKIT_API_KEY and LIVEKIT_API_SECRET)",
+                MissingCredential::ApiSecret => "api-key needs api-secret (or LIVEKIT_API_SECRET) to mint a token",
+                MissingCredential::ApiKey => "api-secret needs api-key (or LIVEKIT_API_KEY) to mint a token",
+                MissingCredential::Room | MissingCredential::Identity => "api-key and api-secret need room and identity (or LIVEKIT_ROOM and LIVEKIT_IDENTITY) to mint a token",
+            }.into())
+        })?;
         let options = Options {
             connect_timeout: Duration::from_secs(self.connect_timeout.into()),
             reconnect_timeout: Duration::from_secs(self.reconnect_timeout.into()),
@@ -154,11 +134,16 @@ impl Settings {
                     "API secret to mint tokens with (never printed). Default: $LIVEKIT_API_SECRET",
                     false,
                 ),
-                string("room", "Room", "Room to join when minting a token", true),
+                string(
+                    "room",
+                    "Room",
+                    "Room to join when minting a token. Default: $LIVEKIT_ROOM",
+                    true,
+                ),
                 string(
                     "identity",
                     "Identity",
-                    "Participant identity when minting a token",
+                    "Participant identity when minting a token. Default: $LIVEKIT_IDENTITY",
                     true,
                 ),
                 glib::ParamSpecUInt::builder("connect-timeout")
