@@ -1,12 +1,12 @@
 //! The command-line front-end: runs the user's pipeline and publishes its outputs through
 //! the library's API ([`gstreamer_publisher::publisher`]), nothing else.
 //!
-//! Each output of the pipeline becomes a [`LocalTrack`] (named and paced by `--track`); its
-//! frames are written to it; what the room asks ([`Event`]s: keyframes, target bitrates,
-//! simulcast layers, a restart, the stop) goes back to the pipeline. One task runs this
-//! loop beside the publisher's own.
+//! The pipeline's events and frames go straight to the publisher's task
+//! ([`Publisher::source_channels`]): each output becomes the track of the same id, with the
+//! settings of the `--track` that selects it. What the room asks ([`Event`]s: keyframes,
+//! target bitrates, simulcast layers, a restart, the stop) comes back here for the pipeline.
+//! One task runs this loop beside the publisher's own.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -15,11 +15,8 @@ use tokio::sync::mpsc;
 use crate::cli::Config;
 use crate::report::Reporter;
 use gstreamer_publisher::error::{Error, Result};
-use gstreamer_publisher::media::{Frame, Output, OutputId, PipelineEvent};
 use gstreamer_publisher::pipeline::{self, Pipeline, Stopping};
-use gstreamer_publisher::publisher::{
-    EncodedFrame, Event, LocalTrack, Options, Publisher, TrackId, TrackSpec, WriteError,
-};
+use gstreamer_publisher::publisher::{Event, Options, Publisher};
 
 /// Print the pipeline's outputs (`--dry-run`) on stdout, then the doctor's warnings on stderr
 /// (`warning: …`, one line each). Warnings do not change the exit code.
@@ -117,66 +114,49 @@ pub async fn run(config: Config, stops: mpsc::UnboundedReceiver<()>) -> Result<(
             .collect(),
         restart_source: config.restart_pipeline,
         stats_interval: config.stats_interval,
+        tracks: config.tracks.clone(),
         ..Options::with_credentials(config.urls.clone(), credentials)
     };
     // Fail on credentials we cannot even mint, and on a CA file we cannot read, before
     // anything starts.
     publisher_options.check()?;
 
-    let (control_tx, control_rx) = mpsc::unbounded_channel::<PipelineEvent>();
-    let (frames_tx, frames_rx) = mpsc::channel::<Frame>(256);
-    // The pipeline and the connection start together: neither waits for the other.
-    pipeline.start(control_tx, frames_tx.clone())?;
-    let publisher = match Publisher::start(publisher_options) {
-        Ok(p) => p,
-        Err(e) => {
-            pipeline.begin_stop().wait().await;
-            return Err(e);
-        }
-    };
+    // The pipeline and the connection start together: neither waits for the other. The
+    // pipeline's events and frames go straight to the publisher's task: an appsink's frame
+    // takes one queue to the engine.
+    let publisher = Publisher::start(publisher_options)?;
+    let (media, frames) = publisher.source_channels();
+    if let Err(e) = pipeline.start(media, frames) {
+        publisher.stop();
+        let _ = publisher.wait().await;
+        return Err(e);
+    }
     Front {
         publisher,
         pipeline,
         description: config.pipeline.clone(),
-        track_options: config.tracks.clone(),
-        tracks: HashMap::new(),
-        outputs: HashMap::new(),
-        control: control_rx,
-        frames_tx,
         stopping: None,
         stats_out,
-        refused_frames: 0,
     }
-    .run(stops, frames_rx)
+    .run(stops)
     .await
 }
 
-/// The pipeline, and the publisher its outputs are tracks of.
+/// The pipeline, and the publisher its outputs are tracks of: the pipeline's events and
+/// frames go to the publisher by themselves (each output is the track of the same id); this
+/// carries out what the room asks of the pipeline.
 struct Front {
     publisher: Publisher,
     pipeline: Pipeline,
-    /// The pipeline's description (for a restart) and the `--track` options.
+    /// The pipeline's description, for a restart.
     description: String,
-    track_options: Vec<gstreamer_publisher::media::TrackOption>,
-    /// The track of each output, and the output of each track.
-    tracks: HashMap<OutputId, LocalTrack>,
-    outputs: HashMap<TrackId, OutputId>,
-    /// The pipeline's events (a new channel for each pipeline), and where its frames go.
-    control: mpsc::UnboundedReceiver<PipelineEvent>,
-    frames_tx: mpsc::Sender<Frame>,
     /// The pipeline on its way to NULL.
     stopping: Option<Stopping>,
     stats_out: Reporter,
-    /// Frames the publisher refused (its queue was full).
-    refused_frames: u64,
 }
 
 impl Front {
-    async fn run(
-        mut self,
-        mut stops: mpsc::UnboundedReceiver<()>,
-        mut frames: mpsc::Receiver<Frame>,
-    ) -> Result<()> {
+    async fn run(mut self, mut stops: mpsc::UnboundedReceiver<()>) -> Result<()> {
         loop {
             tokio::select! {
                 biased;
@@ -185,9 +165,6 @@ impl Front {
                     Some(ev) => self.on_event(ev),
                     None => break,
                 },
-                // An output's OutputAdded comes before its first frame.
-                Some(ev) = self.control.recv() => self.on_pipeline(ev),
-                Some(frame) = frames.recv() => self.on_frame(frame),
             }
         }
         let stopping = self
@@ -198,31 +175,20 @@ impl Front {
         self.publisher.wait().await
     }
 
-    /// What the room asks of the pipeline.
+    /// What the room asks of the pipeline; a track is named by its output's id.
     fn on_event(&mut self, ev: Event) {
-        let output = |track: &TrackId| self.outputs.get(track).copied();
         match ev {
-            Event::KeyframeRequested { track } => {
-                if let Some(o) = output(&track) {
-                    self.pipeline.request_keyframe(o);
-                }
-            }
+            Event::KeyframeRequested { track } => self.pipeline.request_keyframe(track),
             Event::TargetBitrate { track, bps } => {
-                if let Some(o) = output(&track) {
-                    self.pipeline.set_bitrate(o, bps);
-                }
+                self.pipeline.set_bitrate(track, bps);
             }
-            Event::LayerActive { track, active } => {
-                if let Some(o) = output(&track) {
-                    self.pipeline.set_layer_active(o, active);
-                }
-            }
+            Event::LayerActive { track, active } => self.pipeline.set_layer_active(track, active),
             Event::RestartSource => self.restart_pipeline(),
             Event::StopSource if self.stopping.is_none() => {
                 self.stopping = Some(self.pipeline.begin_stop());
             }
             Event::Stats { mut report, last } => {
-                report.dropped_frames = self.pipeline.dropped_frames() + self.refused_frames;
+                report.dropped_frames = self.pipeline.dropped_frames();
                 if last {
                     if report.dropped_frames > 0 {
                         tracing::debug!(
@@ -239,87 +205,16 @@ impl Front {
         }
     }
 
-    fn on_pipeline(&mut self, ev: PipelineEvent) {
-        let sent = match ev {
-            PipelineEvent::OutputAdded(o) => {
-                let id = o.id;
-                match self.publisher.add_track(self.spec(o)) {
-                    Ok(track) => {
-                        self.outputs.insert(track.id(), id);
-                        self.tracks.insert(id, track);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            PipelineEvent::OutputChanged(o) => {
-                if let Some(track) = self.tracks.get(&o.id) {
-                    track.update(self.spec(o));
-                }
-                Ok(())
-            }
-            PipelineEvent::OutputEos(id) => {
-                if let Some(track) = self.tracks.get(&id) {
-                    track.end();
-                }
-                Ok(())
-            }
-            PipelineEvent::Started { live } => self.publisher.source_started(live),
-            PipelineEvent::Eos => self.publisher.source_ended(),
-            PipelineEvent::Error(msg) => self.publisher.source_failed(msg),
-        };
-        // Only an ended publisher refuses; its end comes as the events' end.
-        if let Err(e) = sent {
-            tracing::debug!("{e}");
-        }
-    }
-
-    fn on_frame(&mut self, frame: Frame) {
-        let Some(track) = self.tracks.get(&frame.output) else {
-            return;
-        };
-        let written = track.write(EncodedFrame {
-            data: frame.data,
-            timestamp: frame.running_time,
-            duration: frame.duration,
-            keyframe: frame.keyframe,
-            captured: frame.captured,
-        });
-        if written == Err(WriteError::Full) {
-            self.refused_frames += 1;
-        }
-    }
-
-    /// The track an output becomes: named after its element and pad, with the settings of
-    /// the first `--track` that selects it.
-    fn spec(&self, o: Output) -> TrackSpec {
-        let settings = self
-            .track_options
-            .iter()
-            .find(|t| t.selects(&o))
-            .map(|t| t.settings.clone())
-            .unwrap_or_default();
-        TrackSpec {
-            name: o.element,
-            pad: o.pad,
-            codec: o.codec,
-            format: o.format,
-            description: o.caps,
-            settings,
-        }
-    }
-
-    /// Stop the pipeline and start the same description anew; its events come on a new
-    /// channel, so nothing of the old one is mistaken for the new one's. Tracks of the old
-    /// pipeline wait: the publisher gives their publications to the new outputs.
+    /// Stop the pipeline and start the same description anew; nothing of the old one reaches
+    /// the publisher once it stops (see `Pipeline::begin_stop`), and the new one's outputs
+    /// have new ids. Tracks of the old pipeline wait: the publisher gives their publications
+    /// to the new outputs.
     fn restart_pipeline(&mut self) {
         // The old pipeline stops on its own thread; nobody needs to wait for it.
         drop(self.pipeline.begin_stop());
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        self.control = control_rx;
-        self.tracks.clear();
         let started = self.pipeline.rebuild(&self.description).and_then(|mut p| {
-            p.start(control_tx, self.frames_tx.clone())?;
+            let (media, frames) = self.publisher.source_channels();
+            p.start(media, frames)?;
             Ok(p)
         });
         match started {

@@ -218,7 +218,8 @@ impl Pipeline {
             .spawn({
                 let done = Arc::clone(&done);
                 let pipeline = self.pipeline.downgrade();
-                move || watch_bus(bus, pipeline, control, done)
+                let shared = Arc::clone(&self.shared);
+                move || watch_bus(bus, pipeline, &shared, done)
             })
             .map_err(|e| Error::Runtime(format!("cannot start the bus thread: {e}")))?;
         self.bus_thread = Some((done, thread));
@@ -265,6 +266,7 @@ impl Pipeline {
             return Stopping { done: None };
         }
         self.stopped = true;
+        self.shared.detach();
         let (tx, rx) = std::sync::mpsc::channel();
         let pipeline = self.pipeline.clone();
         let bus_thread = self.bus_thread.take();
@@ -457,7 +459,7 @@ pub(crate) fn error_line(msg: &gst::Message, error: &gst::message::Error) -> Str
 fn watch_bus(
     bus: gst::Bus,
     pipeline: glib::WeakRef<gst::Pipeline>,
-    control: mpsc::UnboundedSender<PipelineEvent>,
+    shared: &Shared,
     done: Arc<AtomicBool>,
 ) {
     let poll = gst::ClockTime::from_nseconds(BUS_POLL.as_nanos() as u64);
@@ -467,12 +469,12 @@ fn watch_bus(
         };
         match msg.view() {
             gst::MessageView::Eos(_) => {
-                let _ = control.send(PipelineEvent::Eos);
+                shared.emit(PipelineEvent::Eos);
             }
             gst::MessageView::Error(e) => {
                 let line = error_line(&msg, e);
                 tracing::error!("{line}");
-                let _ = control.send(PipelineEvent::Error(line));
+                shared.emit(PipelineEvent::Error(line));
             }
             gst::MessageView::Warning(w) => {
                 let source = msg.src().map(|s| s.name().to_string()).unwrap_or_default();

@@ -25,6 +25,9 @@ pub(crate) fn callbacks(
             let Ok(sample) = sink.pull_sample() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
+            if shared.detached.load(Ordering::Acquire) {
+                return Ok(gst::FlowSuccess::Ok);
+            }
             let Some(frame) = frame_from_sample(id, codec, &sample) else {
                 return Ok(gst::FlowSuccess::Ok);
             };

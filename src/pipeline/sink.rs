@@ -5,7 +5,7 @@
 //! with `try_send`, control events on an unbounded channel, and the state lock is never held
 //! while calling into GStreamer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gst::prelude::*;
@@ -27,6 +27,9 @@ const MAX_QUEUED_SAMPLES: u32 = 8;
 pub(crate) struct Shared {
     state: Mutex<State>,
     pub(super) dropped: AtomicU64,
+    /// The pipeline is stopping: nothing of it reaches the publisher any more (a restarted
+    /// pipeline's outputs are new ones; the old one's last frames and its end are not news).
+    pub(super) detached: AtomicBool,
 }
 
 #[derive(Default)]
@@ -105,7 +108,15 @@ impl Shared {
         }
     }
 
-    fn emit(&self, event: PipelineEvent) {
+    /// Nothing of this pipeline goes out any more (see `detached`).
+    pub(crate) fn detach(&self) {
+        self.detached.store(true, Ordering::Release);
+        let mut state = self.state();
+        state.control = None;
+        state.frames = None;
+    }
+
+    pub(crate) fn emit(&self, event: PipelineEvent) {
         if let Some(control) = &self.state().control {
             // A closed receiver means the session is gone; nobody is left to tell.
             let _ = control.send(event);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::Credentials;
-use super::{Command, Event, Options};
+use super::{Event, Options};
 use crate::error::Result;
 use crate::media::{Frame, OutputId, PipelineEvent, TrackSid};
 use crate::rtc::{Datagram, Peer, PeerEvent};
@@ -60,6 +60,8 @@ pub(super) struct Engine {
     /// Frames kept for a track's first viewer, as the session says (see `session::Keep`).
     kept: HashMap<OutputId, Vec<Frame>>,
     events: super::events::EventSender,
+    /// Settings of the outputs a source numbered itself (see `Options::tracks`).
+    track_options: Vec<crate::media::TrackOption>,
 }
 
 impl Engine {
@@ -97,6 +99,7 @@ impl Engine {
             urls: options.urls,
             server: 0,
             stats_interval: options.stats_interval,
+            track_options: options.tracks,
             tls,
             ice: IcePolicy::default(),
             link: None,
@@ -116,11 +119,13 @@ impl Engine {
     /// Runs until the session ends; returns its result.
     pub(super) async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut media: mpsc::UnboundedReceiver<PipelineEvent>,
+        mut stop: mpsc::UnboundedReceiver<()>,
         mut frames: mpsc::Receiver<Frame>,
     ) -> Result<()> {
         let mut datagrams = self.dgram_rx.take().expect("run once");
-        let mut commands_open = true;
+        let mut media_open = true;
+        let mut stop_open = true;
         loop {
             // Carry out what the core decided.
             while let Some(action) = self.session.poll_action() {
@@ -149,11 +154,15 @@ impl Engine {
 
             tokio::select! {
                 biased;
-                cmd = commands.recv(), if commands_open => match cmd {
-                    Some(cmd) => self.on_command(cmd),
+                asked = stop.recv(), if stop_open => match asked {
+                    Some(()) => self.session.handle(Instant::now(), Input::Stop),
+                    None => stop_open = false,
+                },
+                ev = media.recv(), if media_open => match ev {
+                    Some(ev) => self.on_media(ev),
                     // Every handle is gone: nobody can end the tracks or stop us any more.
                     None => {
-                        commands_open = false;
+                        media_open = false;
                         self.session.handle(Instant::now(), Input::Stop);
                     }
                 },
@@ -174,12 +183,20 @@ impl Engine {
                     }
                 }
                 Some(frame) = frames.recv() => {
-                    self.on_frame(frame);
                     // Frames that came together are written together; the drain after the
-                    // select sends them (see `Peer::send_frame`).
-                    for _ in 1..FRAMES_PER_WAKE {
+                    // select sends them (see `Peer::send_frame`). An output's OutputAdded is
+                    // sent before its first frame: what the source said since is taken first.
+                    let mut frame = frame;
+                    for taken in 1.. {
+                        while let Ok(ev) = media.try_recv() {
+                            self.on_media(ev);
+                        }
+                        self.on_frame(frame);
+                        if taken == FRAMES_PER_WAKE {
+                            break;
+                        }
                         match frames.try_recv() {
-                            Ok(frame) => self.on_frame(frame),
+                            Ok(next) => frame = next,
                             Err(_) => break,
                         }
                     }
@@ -197,19 +214,21 @@ impl Engine {
         self.events.send(event);
     }
 
-    fn on_command(&mut self, cmd: Command) {
-        let input = match cmd {
-            Command::Stop => Input::Stop,
-            Command::Media(ev) => {
-                if let PipelineEvent::OutputAdded(o) = &ev {
-                    tracing::info!("found output {}", crate::pipeline::describe(o));
-                    self.stats.output(o);
-                    self.names.insert(o.id, format!("{}.{}", o.element, o.pad));
-                }
-                Input::Pipeline(ev)
+    /// What the source said. An output the source numbered itself (see
+    /// `Publisher::source_channels`) takes the settings of the first `--track` option that
+    /// selects it.
+    fn on_media(&mut self, mut ev: PipelineEvent) {
+        if let PipelineEvent::OutputAdded(o) | PipelineEvent::OutputChanged(o) = &mut ev {
+            if let Some(t) = self.track_options.iter().find(|t| t.selects(o)) {
+                o.settings = t.settings.clone();
             }
-        };
-        self.session.handle(Instant::now(), input);
+        }
+        if let PipelineEvent::OutputAdded(o) = &ev {
+            tracing::info!("found output {}", crate::pipeline::describe(o));
+            self.stats.output(o);
+            self.names.insert(o.id, format!("{}.{}", o.element, o.pad));
+        }
+        self.session.handle(Instant::now(), Input::Pipeline(ev));
     }
 
     /// One frame: into the core once, to the publisher once.

@@ -98,6 +98,10 @@ pub struct Options {
     pub restart_source: bool,
     /// How often [`Event::Stats`] comes. Default 2 s.
     pub stats_interval: Duration,
+    /// Settings for the outputs of a source given with
+    /// [`Publisher::source_channels`], each for the outputs its selector names (an element,
+    /// or `element.pad`); the first that selects an output wins (`--track`).
+    pub tracks: Vec<crate::media::TrackOption>,
 }
 
 impl Options {
@@ -140,6 +144,7 @@ impl Options {
             simulcast: Vec::new(),
             restart_source: false,
             stats_interval: Duration::from_secs(2),
+            tracks: Vec::new(),
         }
     }
 }
@@ -342,17 +347,11 @@ pub enum Event {
     },
 }
 
-/// A message to the publisher's task.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // one per media event, never stored in bulk
-enum Command {
-    Media(PipelineEvent),
-    Stop,
-}
-
 /// A connection to a LiveKit room that publishes tracks. See the module docs.
 pub struct Publisher {
-    commands: mpsc::UnboundedSender<Command>,
+    /// What the source says (tracks added, changed, ended; started, ended, failed).
+    media: mpsc::UnboundedSender<PipelineEvent>,
+    stop: mpsc::UnboundedSender<()>,
     frames: mpsc::Sender<Frame>,
     events: events::EventReceiver,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -365,13 +364,15 @@ impl Publisher {
     /// Fails only on credentials that cannot make a token and an unreadable `ca_file`;
     /// connection failures end the publisher (see [`wait`](Self::wait)).
     pub fn start(options: Options) -> Result<Publisher> {
-        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (media, media_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = mpsc::unbounded_channel();
         let (frames, frame_rx) = mpsc::channel(FRAME_QUEUE);
         let (event_tx, events) = events::channel();
         let engine = engine::Engine::new(options, event_tx)?;
-        let task = tokio::spawn(engine.run(command_rx, frame_rx));
+        let task = tokio::spawn(engine.run(media_rx, stop_rx, frame_rx));
         Ok(Publisher {
-            commands,
+            media,
+            stop,
             frames,
             events,
             task,
@@ -404,7 +405,7 @@ impl Publisher {
         Ok(LocalTrack {
             id,
             frames: self.frames.clone(),
-            commands: self.commands.clone(),
+            media: self.media.clone(),
         })
     }
 
@@ -426,6 +427,15 @@ impl Publisher {
         self.media(PipelineEvent::Error(why.into()))
     }
 
+    /// Where a source that numbers its own outputs (the `pipeline` module's `Pipeline`)
+    /// sends its events and frames, straight to the publisher's task: each output it adds is
+    /// a track whose id is the output's, with the settings of the first of
+    /// [`Options::tracks`] that selects it. A source added so does not also add tracks with
+    /// [`add_track`](Self::add_track): their ids would meet.
+    pub fn source_channels(&self) -> (mpsc::UnboundedSender<PipelineEvent>, mpsc::Sender<Frame>) {
+        (self.media.clone(), self.frames.clone())
+    }
+
     /// The next event; `None` once the publisher has ended. Nothing is dropped for a reader
     /// that falls behind but statistics: while one interval's are unread, the next are
     /// skipped. Read them (a task looping on this): keyframe requests and target bitrates
@@ -441,7 +451,7 @@ impl Publisher {
 
     /// Asks the publisher to leave the room; [`wait`](Self::wait) for the end.
     pub fn stop(&self) {
-        let _ = self.commands.send(Command::Stop);
+        let _ = self.stop.send(());
     }
 
     /// Leaves the room and waits until it is done (at most about a second).
@@ -461,8 +471,8 @@ impl Publisher {
     }
 
     fn media(&self, ev: PipelineEvent) -> Result<()> {
-        self.commands
-            .send(Command::Media(ev))
+        self.media
+            .send(ev)
             .map_err(|_| Error::Runtime("the publisher has ended".into()))
     }
 }
@@ -472,7 +482,7 @@ impl Publisher {
 pub struct LocalTrack {
     id: TrackId,
     frames: mpsc::Sender<Frame>,
-    commands: mpsc::UnboundedSender<Command>,
+    media: mpsc::UnboundedSender<PipelineEvent>,
 }
 
 impl LocalTrack {
@@ -502,17 +512,13 @@ impl LocalTrack {
     /// The stream's format changed (e.g. a new picture size).
     pub fn update(&self, spec: TrackSpec) {
         let _ = self
-            .commands
-            .send(Command::Media(PipelineEvent::OutputChanged(
-                spec.into_output(self.id),
-            )));
+            .media
+            .send(PipelineEvent::OutputChanged(spec.into_output(self.id)));
     }
 
     /// The track ends and is unpublished (with `restart_source` and a live source: the
     /// source is restarted instead). When every track has ended the publisher leaves.
     pub fn end(&self) {
-        let _ = self
-            .commands
-            .send(Command::Media(PipelineEvent::OutputEos(self.id)));
+        let _ = self.media.send(PipelineEvent::OutputEos(self.id));
     }
 }
