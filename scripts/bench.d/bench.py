@@ -27,6 +27,9 @@ Scenarios (each tool runs the identical pipeline string, alternating A B A B):
                (a viewer decodes one frame of each track and leaves before the measured
                part: a file's frames are kept for its first viewer until one asks)
 
+BENCH_RS_LOG=FILTER gives our publisher that log filter (e.g. info,str0m::pacer=trace to see
+the estimator's probes in its log under the run's logs/); its figures are not comparable then.
+
 Children (server, subscribers, publishers) each run in their own process group under
 `setpriv --pdeathsig KILL`; they are killed on any exit of this script (normal end,
 exception, SIGINT/SIGTERM/SIGHUP, the --max-minutes watchdog), and the kernel kills them
@@ -1575,6 +1578,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="measured seconds of each latency run (default 30)")
     p.add_argument("--latency-scenes", default=latency.DEFAULT_SCENES,
                    help=f"comma list of {', '.join(latency.SCENES)} (default: all)")
+    p.add_argument("--latency-x264", default="", metavar="PROPS",
+                   help="more x264enc properties for every latency pipeline, the floor's too "
+                        "(e.g. intra-refresh=true)")
     p.add_argument("--passthrough-seconds", type=int, default=60, help="default 60")
     p.add_argument("--late-join-after", type=float, default=4.0,
                    help="seconds after the publisher's spawn when the late subscriber starts (default 4)")
@@ -1623,6 +1629,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if bad:
         p.error(f"unknown scenario(s): {', '.join(sorted(bad))}")
     a.latency_scene_list = [x.strip() for x in a.latency_scenes.split(",") if x.strip()]
+    latency.X264_EXTRA = a.latency_x264.strip()
     bad = set(a.latency_scene_list) - set(latency.SCENES)
     if bad:
         p.error(f"unknown latency scene(s): {', '.join(sorted(bad))}; known: {', '.join(latency.SCENES)}")

@@ -55,11 +55,16 @@ SETTLE = 3.0
 AFTER_KEY = 5
 
 
+# More x264enc properties for every pipeline (`--latency-x264`).
+X264_EXTRA = ""
+
+
 def encoder(kbps: int) -> str:
     # veryfast: x264's default preset (medium) cannot keep 1080p30 of the detailed scene on a
     # 2-core machine beside the server and the viewer; every tool gets the same encoder.
-    return (f"x264enc tune=zerolatency speed-preset=veryfast bitrate={kbps} key-int-max={FPS * 2} ! "
-            "video/x-h264,stream-format=byte-stream")
+    extra = f" {X264_EXTRA}" if X264_EXTRA else ""
+    return (f"x264enc tune=zerolatency speed-preset=veryfast bitrate={kbps} key-int-max={FPS * 2}"
+            f"{extra} ! video/x-h264,stream-format=byte-stream")
 
 
 def source_caps(w: int, h: int) -> str:
