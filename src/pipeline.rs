@@ -240,14 +240,6 @@ impl Pipeline {
             .is_some_and(|e| encoders::set_bitrate(&e, bps))
     }
 
-    /// A handle that requests keyframes without borrowing the pipeline, for another thread
-    /// or task.
-    pub fn keyframe_requester(&self) -> KeyframeRequester {
-        KeyframeRequester {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-
     /// Frames dropped so far because the frames channel was full.
     pub fn dropped_frames(&self) -> u64 {
         self.shared.dropped()
@@ -379,19 +371,6 @@ impl Stopping {
                 }
             }
         }
-    }
-}
-
-/// Requests keyframes for a running [`Pipeline`] from anywhere; cheap to clone.
-#[derive(Clone)]
-pub struct KeyframeRequester {
-    shared: Arc<Shared>,
-}
-
-impl KeyframeRequester {
-    /// Same as [`Pipeline::request_keyframe`].
-    pub fn request_keyframe(&self, output: OutputId) {
-        request_keyframe(&self.shared, output);
     }
 }
 

@@ -11,18 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::media::{Codec, MediaKind, Output, OutputId};
-
-/// Cumulative counters str0m reports for one sending mid.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Egress {
-    pub bytes: u64,
-    pub packets: u64,
-    pub firs: u64,
-    pub plis: u64,
-    pub nacks: u64,
-    pub rtt: Option<Duration>,
-    pub loss: Option<f32>,
-}
+pub(crate) use crate::rtc::Egress;
 
 #[derive(Debug, Default)]
 struct TrackStats {

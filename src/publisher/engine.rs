@@ -579,7 +579,7 @@ impl Engine {
         self.stats.published(output, sid.as_str());
         self.emit(Event::TrackPublished {
             track: output,
-            sid: sid.to_string(),
+            sid: sid.clone(),
         });
     }
 

@@ -46,7 +46,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 pub use crate::media::{
-    Codec, MediaKind, OutputId as TrackId, Source, StreamFormat, TrackSettings,
+    Codec, MediaKind, OutputId as TrackId, Source, StreamFormat, TrackSettings, TrackSid,
 };
 use crate::media::{Frame, Output, PipelineEvent};
 pub use crate::session::ConnectionState;
@@ -305,7 +305,7 @@ pub enum Event {
         /// The track.
         track: TrackId,
         /// Its id on the server (`TR_…`).
-        sid: String,
+        sid: TrackSid,
     },
     /// The track was unpublished (it ended).
     TrackEnded {

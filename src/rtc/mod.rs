@@ -106,7 +106,7 @@ pub enum PeerEvent {
     /// Media now takes this path (and to this remote address).
     Path(Path, SocketAddr),
     /// Cumulative egress counters for one sending mid.
-    Egress(Mid, crate::stats::Egress),
+    Egress(Mid, Egress),
     /// A frame's last packet went to the socket, this long after the pipeline handed the
     /// frame over (str0m's pacer may have spread its packets).
     FrameOut(Duration),
@@ -119,6 +119,18 @@ pub struct Sent {
     pub written: Duration,
     /// It went to the socket at once, not through the pacer.
     pub burst: bool,
+}
+
+/// Cumulative counters str0m reports for one sending mid.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Egress {
+    pub bytes: u64,
+    pub packets: u64,
+    pub firs: u64,
+    pub plis: u64,
+    pub nacks: u64,
+    pub rtt: Option<Duration>,
+    pub loss: Option<f32>,
 }
 
 /// Video's RTP clock rate. A video frame's last packet has the marker bit; Opus (48 kHz) sends
@@ -718,7 +730,7 @@ impl Peer {
             },
             Event::MediaEgressStats(s) => PeerEvent::Egress(
                 s.mid,
-                crate::stats::Egress {
+                Egress {
                     bytes: s.bytes,
                     packets: s.packets,
                     firs: s.firs,

@@ -288,7 +288,7 @@ impl Task {
                         .field("state", "published")
                         .field("pad", pad)
                         .field("name", name)
-                        .field("sid", sid)
+                        .field("sid", sid.as_str())
                         .build(),
                 );
             }
