@@ -388,6 +388,58 @@ fn gst_launch_h264_and_opus_through_the_element_are_decoded() {
     );
 }
 
+/// Elements of one process share one tokio runtime (as gst-plugins-rs' do): two elements in
+/// one pipeline, each its own participant, publish side by side, and stopping one pipeline
+/// stops both cleanly.
+#[test]
+fn two_elements_in_one_process_publish_side_by_side() {
+    let _s = serial();
+    plugin_dir();
+    let server = LiveKitServer::start();
+    let (room, dir, _) = fresh_room("element-two");
+    let log = dir.path().join("gst-launch.log");
+    let sub = Subscriber::spawn(
+        &server,
+        &room,
+        &[
+            "--duration",
+            "25",
+            "--wait-tracks",
+            "2",
+            "--exit-after-frames",
+            "60",
+        ],
+    );
+    let description = format!(
+        "livekitpublishsink name=a url={url} token={ta} video_0::track-name=first \
+         livekitpublishsink name=b url={url} token={tb} video_0::track-name=second \
+         videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! x264enc tune=zerolatency key-int-max=30 ! a.video_0 \
+         videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240 ! vp8enc deadline=1 ! b.video_0",
+        url = server.url(),
+        ta = token(&server, &room, "element-a", false),
+        tb = token(&server, &room, "element-b", false),
+    );
+    let mut p = gst_launch(&description, &log);
+    let report = sub.wait();
+    stop_gst_launch(&mut p, &log, Duration::from_secs(5));
+    for (name, identity, mime) in [
+        ("first", "element-a", "video/H264"),
+        ("second", "element-b", "video/VP8"),
+    ] {
+        let t = report
+            .track_named(name)
+            .unwrap_or_else(|| panic!("no track named {name}:\n{}", report.pretty()));
+        assert_eq!(t.participant, identity, "{}", report.pretty());
+        assert!(t.mime.eq_ignore_ascii_case(mime), "{}", report.pretty());
+        assert!(
+            t.frames >= 60,
+            "{name}: {} frames\n{}",
+            t.frames,
+            report.pretty()
+        );
+    }
+}
+
 #[test]
 fn a_python_application_names_its_track_and_reads_the_statistics_from_the_bus() {
     let _s = serial();

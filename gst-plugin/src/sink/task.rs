@@ -1,10 +1,11 @@
-//! The publisher of a running element: a tokio runtime of its own (one worker thread) with one
-//! task that owns the [`Publisher`], adds the pads' tracks, and turns its events into actions
-//! on the pipeline (keyframe requests, encoder bitrates) and messages on the bus.
+//! The publisher of a running element: one task on the process's shared tokio runtime (every
+//! element's, as gst-plugins-rs' elements share theirs) that owns the [`Publisher`], adds the
+//! pads' tracks, and turns its events into actions on the pipeline (keyframe requests, encoder
+//! bitrates) and messages on the bus.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -24,6 +25,21 @@ use crate::logging::CAT;
 
 /// The name of the runtime's threads.
 const THREAD_NAME: &str = "livekitpublish";
+/// The most worker threads the shared runtime has (one per core below that): each element's
+/// publisher is one task, its media path a few more.
+const MAX_WORKERS: usize = 4;
+
+/// The runtime of every element of the process, started with the first that starts and
+/// never stopped (a task of an element that stops ends, or is aborted).
+static RUNTIME: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLock::new(|| {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.min(MAX_WORKERS))
+        .thread_name(THREAD_NAME)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+});
 /// How long a streaming thread waits for the publisher to take a new track (it answers at
 /// once unless it has ended).
 const ADD_TRACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,7 +66,8 @@ pub(super) struct Shared {
 
 /// A started publisher.
 pub(super) struct Running {
-    runtime: Option<tokio::runtime::Runtime>,
+    /// The task on the shared runtime, until it is closed.
+    task: Option<tokio::task::JoinHandle<()>>,
     commands: mpsc::UnboundedSender<Command>,
     done: std::sync::mpsc::Receiver<()>,
     pub shared: Arc<Shared>,
@@ -66,11 +83,8 @@ impl Running {
         redactor: Redactor,
     ) -> Result<Running, Error> {
         options.check()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(THREAD_NAME)
-            .enable_all()
-            .build()
+        let runtime = RUNTIME
+            .as_ref()
             .map_err(|e| Error::Runtime(format!("cannot start a tokio runtime: {e}")))?;
         let urls: Vec<String> = options.urls.iter().map(|u| u.to_string()).collect();
         let publisher = {
@@ -87,12 +101,12 @@ impl Running {
             redactor,
             shared: Arc::clone(&shared),
         };
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             task.run(publisher, command_rx).await;
             let _ = done_tx.send(());
         });
         Ok(Running {
-            runtime: Some(runtime),
+            task: Some(task),
             commands,
             done,
             shared,
@@ -106,8 +120,8 @@ impl Running {
         }
     }
 
-    /// Leaves the room, waiting at most [`CLOSE_TIMEOUT`] for the publisher to be done, and
-    /// stops the runtime.
+    /// Leaves the room, waiting at most [`CLOSE_TIMEOUT`] for the publisher to be done; a
+    /// publisher not done by then is dropped.
     pub fn close(mut self) {
         let _ = self.commands.send(Command::Stop);
         let on_own_thread = std::thread::current().name() == Some(THREAD_NAME);
@@ -122,21 +136,23 @@ impl Running {
                 );
             }
         }
-        if let Some(runtime) = self.runtime.take() {
-            // A runtime cannot be dropped, nor waited for, from async code.
-            if on_own_thread || tokio::runtime::Handle::try_current().is_ok() {
-                runtime.shutdown_background();
-            } else {
-                runtime.shutdown_timeout(Duration::from_millis(200));
+        // Done, or given up on (or closed from the runtime's own thread, which must not
+        // wait for it): a task still running is dropped.
+        if let Some(task) = self.task.take() {
+            if on_own_thread {
+                // It leaves by itself after the Stop; waiting here would hold its thread.
+                return;
             }
+            task.abort();
         }
     }
 }
 
 impl Drop for Running {
+    /// An element dropped without a close: its publisher goes with it.
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }
