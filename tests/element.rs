@@ -106,6 +106,23 @@ fn stop_gst_launch(p: &mut ChildGuard, log: &Path, within: Duration) {
     );
 }
 
+/// A viewer for 25 s that ends once each of `tracks` tracks has `frames` decoded frames.
+fn viewer(server: &LiveKitServer, room: &str, tracks: u32, frames: u32) -> Subscriber {
+    let (tracks, frames) = (tracks.to_string(), frames.to_string());
+    Subscriber::spawn(
+        server,
+        room,
+        &[
+            "--duration",
+            "25",
+            "--wait-tracks",
+            &tracks,
+            "--exit-after-frames",
+            &frames,
+        ],
+    )
+}
+
 fn wall() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -283,18 +300,7 @@ fn gst_launch_h264_and_opus_through_the_element_are_decoded() {
     let (room, dir, _) = fresh_room("element");
     let log = dir.path().join("gst-launch.log");
     let token = token(&server, &room, "element-launch", false);
-    let sub = Subscriber::spawn(
-        &server,
-        &room,
-        &[
-            "--duration",
-            "25",
-            "--wait-tracks",
-            "3",
-            "--exit-after-frames",
-            "90",
-        ],
-    );
+    let sub = viewer(&server, &room, 3, 90);
     // Pad properties through the element's child proxy: `video_0::track-name=…`. The second
     // audio pad's encoder uses DTX: its track is announced with it, the first's without.
     let description = format!(
@@ -398,18 +404,7 @@ fn two_elements_in_one_process_publish_side_by_side() {
     let server = LiveKitServer::start();
     let (room, dir, _) = fresh_room("element-two");
     let log = dir.path().join("gst-launch.log");
-    let sub = Subscriber::spawn(
-        &server,
-        &room,
-        &[
-            "--duration",
-            "25",
-            "--wait-tracks",
-            "2",
-            "--exit-after-frames",
-            "60",
-        ],
-    );
+    let sub = viewer(&server, &room, 2, 60);
     let description = format!(
         "livekitpublishsink name=a url={url} token={ta} video_0::track-name=first \
          livekitpublishsink name=b url={url} token={tb} video_0::track-name=second \
@@ -448,18 +443,7 @@ fn a_python_application_names_its_track_and_reads_the_statistics_from_the_bus() 
     let server = LiveKitServer::start();
     let (room, dir, _) = fresh_room("element-py");
     let log = dir.path().join("app.log");
-    let sub = Subscriber::spawn(
-        &server,
-        &room,
-        &[
-            "--duration",
-            "25",
-            "--wait-tracks",
-            "1",
-            "--exit-after-frames",
-            "60",
-        ],
-    );
+    let sub = viewer(&server, &room, 1, 60);
     let mut cmd = gst_command("/usr/bin/python3");
     cmd.arg(manifest_dir().join("tests/fixtures/element_app.py"))
         .args([
