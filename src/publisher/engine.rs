@@ -2,7 +2,7 @@
 //!
 //! One task owns the [`Session`], both [`Peer`]s and the signalling link. It waits for the
 //! next thing to happen and handles it in one named step: [`Engine::on_frame`],
-//! [`Engine::on_datagram`], [`Engine::on_signal`], [`Engine::on_command`],
+//! [`Engine::on_datagram`], [`Engine::on_signal`], [`Engine::on_media`],
 //! [`Engine::on_deadline`]; then it carries out the core's actions with [`Engine::apply`].
 //! Each frame enters the core once and the RTC driver once. Nothing here decides anything:
 //! the core does. What the media source must do (keyframes, bitrates, layers, restart, stop)

@@ -138,7 +138,7 @@ pub(crate) struct Egress {
 const VIDEO_CLOCK_RATE: u32 = 90_000;
 /// How often str0m reports its statistics: its counters per stream, and its estimator's
 /// latest value, which is what its pacer sends at. That value decides whether a keyframe may
-/// burst (see `session::bitrate::BURST_TIME`); the estimate str0m reports as an event is a
+/// burst (see `session::burst::BURST_TIME`); the estimate str0m reports as an event is a
 /// 3 s average of it, which lags a probe that found room by seconds (measured on loopback:
 /// 8.5 Mbit/s reported while the probes had found 19 Mbit/s, so the next keyframe was paced
 /// and the viewer's jitter buffer kept 35 ms of delay for the rest of the run).

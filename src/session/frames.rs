@@ -283,7 +283,7 @@ impl Session {
             self.congestion.video_sent = true;
             self.congestion.ramping = true;
             self.timers
-                .set(Timer::StartRamp, self.now + super::bitrate::START_RAMP);
+                .set(Timer::StartRamp, self.now + super::burst::START_RAMP);
             self.reallocate();
         }
     }

@@ -30,6 +30,7 @@
 //! - [`timers`]: every deadline in one table.
 
 mod bitrate;
+mod burst;
 mod connection;
 mod frames;
 mod held;

@@ -41,7 +41,7 @@ pub(crate) enum Timer {
     /// wants): ask the estimator to probe the link.
     Probe,
     /// The start of a connection's probing is over (see
-    /// [`START_RAMP`](super::bitrate::START_RAMP)).
+    /// [`START_RAMP`](super::burst::START_RAMP)).
     StartRamp,
     /// This output that cannot adapt has sent more than the link holds for
     /// [`RIGID_WARN_AFTER`](super::bitrate::RIGID_WARN_AFTER): say so.

@@ -12,7 +12,7 @@ fn live_4m(h: &mut Harness) {
 
 /// The start of the connection's probing is over (see `START_RAMP`).
 fn past_start(h: &mut Harness) {
-    h.at(crate::session::bitrate::START_RAMP.as_millis() as u64);
+    h.at(crate::session::burst::START_RAMP.as_millis() as u64);
     h.feed(Input::Timeout);
 }
 
@@ -276,7 +276,7 @@ fn bursts(h: &mut Harness, output: u32, keyframe: bool, bytes: usize) -> bool {
 
 #[test]
 fn a_video_frame_the_estimate_carries_within_100_ms_bursts_and_a_larger_one_is_paced() {
-    use crate::session::bitrate::{bursts as rule, BURST_TIME};
+    use crate::session::burst::{bursts as rule, BURST_TIME};
     assert_eq!(BURST_TIME, Duration::from_millis(100));
     // 5 Mbit/s carries 500 kbit (62.5 kB) in 100 ms.
     assert!(rule(500_000, Some(5_000_000)));
@@ -430,7 +430,7 @@ fn a_new_connection_starts_its_estimator_with_the_whole_room_again() {
 
 #[test]
 fn the_room_asked_for_bursts_is_capped() {
-    use crate::session::bitrate::{burst_rate, MAX_BURST_DESIRED};
+    use crate::session::burst::{burst_rate, MAX_BURST_DESIRED};
     assert_eq!(
         burst_rate([200_000u64 * 8, 100_000 * 8].into_iter()),
         24_000_000
