@@ -27,7 +27,9 @@
 //! What the room asks of the media comes back as [`Event`]s: keyframe requests, target
 //! bitrates from congestion control, simulcast layers to pause or resume. Reconnection
 //! (resume or rejoin, across several servers), keyframes, browser-safe packetization and
-//! statistics are the same as the command-line tool's, which is built on this API.
+//! statistics are the same as the command-line tool's, which is built on this API: its
+//! pipeline (the `pipeline` module) hands its events and frames over with
+//! [`Publisher::source_channels`], each frame in one queue from the appsink to the task.
 //!
 //! Frames are written with their timestamp on one clock shared by every track of the
 //! publisher (for GStreamer: the running time), so audio and video stay in sync.

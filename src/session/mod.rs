@@ -27,6 +27,8 @@
 //! - [`sdp`]: the offer's codec order;
 //! - [`ice`]: which network paths to gather (host UDP, ICE over TCP, TURN relays);
 //! - [`bitrate`]: congestion control, the estimate split into each encoder's target;
+//! - [`burst`]: keyframes that go to the socket at once while the link has room, and the
+//!   room the estimator is asked to find for them;
 //! - [`timers`]: every deadline in one table.
 
 mod bitrate;
