@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::media::{Codec, MediaKind, Output, OutputId};
-pub(crate) use crate::rtc::Egress;
+use crate::rtc::Egress;
 
 #[derive(Debug, Default)]
 struct TrackStats {
